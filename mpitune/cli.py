@@ -1,0 +1,137 @@
+"""The command line: ``python -m mpitune SPEC [--setting VALUE ...]`` and
+``python -m mpitune show RESULTS.h5``. Options are generated from :class:`Settings`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Optional
+
+from .errors import SpecError
+from .settings import Settings, field_type
+
+USAGE_EPILOG = """\
+settings: defaults < names defined in the spec file < these options.
+exit status: 0 search complete; 75 stopped before the budget (signal or --max-time):
+run the same command again to continue; 2 bad spec, space or setting; 3 results file
+problem; 1 other errors.
+analysis: python -m mpitune show RESULTS.h5, or mpitune.load(path) in Python."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that only prints on rank 0 and raises instead of exiting."""
+
+    quiet = False
+
+    def _print_message(self, message, file=None):
+        if not self.quiet:
+            super()._print_message(message, file)
+
+    def error(self, message):
+        raise SpecError(f"{message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m mpitune",
+                description="Run a hyperparameter search described by a spec file: rank 0 "
+                            "is the master, every other rank a worker.",
+                epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", help="Python file defining space, objective(params, trial) and "
+                                "optional settings")
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        kind = field_type(f)
+        help_text = f"{f.metadata['help']} (default: {f.default!r})"
+        if kind is bool:
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                           default=None, help=help_text)
+        else:
+            p.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(),
+                           choices=f.metadata.get("choices"), help=help_text)
+    return p
+
+
+def parse(argv: list[str], quiet: bool = False) -> tuple[str, dict]:
+    """Return the spec path and the settings given on the command line."""
+    parser = build_parser()
+    parser.quiet = quiet
+    args = vars(parser.parse_args(argv))
+    spec = args.pop("spec")
+    return spec, {k: v for k, v in args.items() if v is not None}
+
+
+def show(argv: list[str]) -> int:
+    """Print a summary of a results file: counts, the best trials, the slowest failures."""
+    import numpy as np
+
+    from .progress import format_params
+    from .results import load
+
+    parser = argparse.ArgumentParser(prog="python -m mpitune show",
+                                     description="Summarise a results file.")
+    parser.add_argument("path")
+    parser.add_argument("--top", type=int, default=10, help="best trials to list")
+    args = parser.parse_args(argv)
+    r = load(args.path)
+    print(repr(r))
+    print(f"direction: {r.direction}; seed: {r.seed}; "
+          f"{'search complete' if r.complete else 'not complete'}")
+    ok = np.flatnonzero(r["state"] == "complete")
+    order = ok[np.argsort(r["value"][ok])]
+    if r.direction == "maximize":
+        order = order[::-1]
+    for i in order[: args.top]:
+        params = {n: r[n][i].item() if hasattr(r[n][i], "item") else r[n][i]
+                  for n in r.space.names}
+        print(f"  trial {i:6d}  value {r['value'][i]:.8g}  {format_params(params)}")
+    failed = np.flatnonzero(r["state"] == "failed")
+    if len(failed):
+        last = r["error"][failed[0]].strip().splitlines()
+        print(f"{len(failed)} failed; first (trial {failed[0]}): {last[-1] if last else ''}")
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "show":
+        try:
+            return show(argv[1:])
+        except SpecError as e:
+            sys.stderr.write(f"mpitune: error: {e}\n")
+            return 2
+        except Exception as e:  # noqa: BLE001 - StorageError and friends: one line
+            sys.stderr.write(f"mpitune: error: {e}\n")
+            return 3
+    return run_cli(argv)
+
+
+def run_cli(argv: list[str]) -> int:
+    from mpi4py import MPI
+
+    from .session import execute
+    from .spec import load_spec
+
+    rank = MPI.COMM_WORLD.rank
+    options: dict = {}
+
+    def prepare():
+        spec = load_spec(spec_path)
+        settings = Settings().replace(**spec.settings).replace(**options)
+        if rank == 0:
+            from .progress import log
+
+            for warning in spec.warnings:
+                log(f"warning: spec file '{spec_path}': {warning}")
+        return spec.objective, spec.space, settings
+
+    try:
+        spec_path, options = parse(argv, quiet=rank != 0)
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    except SpecError as e:
+        if rank == 0:
+            sys.stderr.write(f"mpitune: error: {e}\n")
+        return 2
+    out = execute(prepare, bind_gpus=options.get("bind_gpus", True))
+    return 0 if out is None else out[1]

@@ -1,0 +1,36 @@
+"""Exceptions that mpitune raises or asks users to raise."""
+
+from __future__ import annotations
+
+
+class MpituneError(Exception):
+    """A user-facing error: printed as one line, the job exits non-zero."""
+
+    exit_code = 1
+
+
+class SpecError(MpituneError):
+    """The spec file, the space or a setting is invalid."""
+
+    exit_code = 2
+
+
+class StorageError(MpituneError):
+    """The results file cannot be created, read, resumed or written."""
+
+    exit_code = 3
+
+
+class TrialPruned(Exception):
+    """Raised inside an objective when rank 0 decided to stop the trial early.
+
+    The objective may catch it to clean up; the trial is stored as ``pruned`` either way.
+    """
+
+
+class TrialInterrupted(BaseException):
+    """Raised inside an objective when the whole search is stopping (signal, time limit).
+
+    A ``BaseException`` so that ``except Exception`` in user code does not swallow it;
+    the trial is stored as ``interrupted`` and runs again on resume.
+    """

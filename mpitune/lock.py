@@ -1,0 +1,101 @@
+"""One writer per results file: a lock file created with O_EXCL beside it.
+
+``O_CREAT | O_EXCL`` is atomic on local file systems, Lustre, GPFS and NFSv3+. The lock
+holds the owner's host, pid and start time, and its mtime is a heartbeat that the owner
+refreshes at every journal fsync. A lock is stale, and is taken over, when its owner ran on
+this host and that pid is gone, or when its heartbeat is older than ``STALE_AFTER`` seconds
+(the owner's node died). Otherwise the second job refuses to start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+from .errors import StorageError
+
+LOCK_SUFFIX = ".lock"
+STALE_AFTER = 120.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class FileLock:
+    def __init__(self, results_path: str) -> None:
+        self.path = results_path + LOCK_SUFFIX
+        self.results_path = results_path
+        self.held = False
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`StorageError` saying who holds it."""
+        info = json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                           "since": time.time()})
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                if self._stale():
+                    try:
+                        os.unlink(self.path)
+                    except FileNotFoundError:
+                        pass
+                    continue
+                raise StorageError(self._busy_message()) from None
+            except OSError as e:
+                raise StorageError(f"cannot write beside '{self.results_path}': "
+                                   f"{e.strerror} ({self.path})") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(info)
+            self.held = True
+            return
+        raise StorageError(self._busy_message())
+
+    def _owner(self) -> dict:
+        try:
+            with open(self.path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def _stale(self) -> bool:
+        owner = self._owner()
+        try:
+            age = time.time() - os.stat(self.path).st_mtime
+        except FileNotFoundError:
+            return True
+        if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
+            return not _pid_alive(owner["pid"])
+        return age > STALE_AFTER
+
+    def _busy_message(self) -> str:
+        owner = self._owner()
+        who = (f"pid {owner.get('pid')} on {owner.get('host')}" if owner
+               else "another process")
+        return (f"results file '{self.results_path}' is in use by another mpitune run ({who}); "
+                f"if that run is dead, delete '{self.path}' (a lock is also taken over "
+                f"automatically once its heartbeat is {STALE_AFTER:.0f} s old)")
+
+    def heartbeat(self) -> None:
+        if self.held:
+            try:
+                os.utime(self.path)
+            except OSError:
+                pass
+
+    def release(self) -> None:
+        if self.held:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            self.held = False

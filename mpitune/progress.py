@@ -1,0 +1,97 @@
+"""Rank 0's log: whole lines on stdout, readable in a Slurm output file."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from .space import Space
+from .table import COMPLETE, TrialTable
+
+MAX_FAILURE_LINES = 5
+
+
+def log(message: str, stream=None) -> None:
+    """Write one whole line at once (mpiexec interleaves partial lines of several ranks)."""
+    stream = stream or sys.stdout
+    stream.write(f"[mpitune {time.strftime('%H:%M:%S')}] {message}\n")
+    stream.flush()
+
+
+def format_params(params: dict) -> str:
+    def fmt(v):
+        return f"{v:.6g}" if isinstance(v, float) else repr(v)
+
+    return ", ".join(f"{k}={fmt(v)}" for k, v in params.items())
+
+
+class Progress:
+    def __init__(self, table: TrialTable, space: Space, max_trials: int, direction: str,
+                 interval: float) -> None:
+        self.table, self.space = table, space
+        self.max_trials, self.direction, self.interval = max_trials, direction, interval
+        self.started = time.monotonic()
+        self._next = self.started + interval if interval > 0 else float("inf")
+        self._last_time, self._last_done = self.started, table.n_finished
+        self.failures_shown = 0
+
+    def best(self) -> tuple[int, float, dict] | None:
+        number = self.table.best(self.direction)
+        if number is None:
+            return None
+        unit = self.table.unit.data[number: number + 1]
+        params = dict(zip(self.space.names, self.space.rows(unit)[0]))
+        params.update(self.space.constants)
+        return number, float(self.table.value.data[number]), params
+
+    def line(self, now: float, running: int) -> str:
+        t = self.table
+        counts = np.bincount(t.state.data, minlength=5)
+        done = t.n_finished
+        rate = (done - self._last_done) / max(now - self._last_time, 1e-9)
+        self._last_time, self._last_done = now, done
+        parts = [f"{done}/{self.max_trials} done", f"{running} running"]
+        if counts[2]:
+            parts.append(f"{counts[2]} failed")
+        if counts[3]:
+            parts.append(f"{counts[3]} pruned")
+        best = self.best()
+        parts.append("best: none yet" if best is None else
+                     f"best {best[1]:.6g} (trial {best[0]}: {format_params(best[2])})")
+        parts.append(f"{rate:.1f} trials/s")
+        parts.append(f"elapsed {_clock(now - self.started)}")
+        return " | ".join(parts)
+
+    def tick(self, now: float, running: int) -> None:
+        if now >= self._next:
+            log(self.line(now, running))
+            self._next = now + self.interval
+
+    def failure(self, number: int, text: str) -> None:
+        """Show the first few failures as one line each; the rest are only counted."""
+        if self.failures_shown < MAX_FAILURE_LINES:
+            first = text.strip().splitlines()[0] if text.strip() else "(no message)"
+            last = text.strip().splitlines()[-1] if text.strip() else ""
+            detail = first if first.endswith(last) else f"{first} ... {last}"
+            log(f"trial {number} failed: {detail}")
+            self.failures_shown += 1
+            if self.failures_shown == MAX_FAILURE_LINES:
+                log("further failures are only counted; tracebacks are in the results file")
+
+    def summary(self, status: str, now: float, path: str) -> None:
+        t = self.table
+        counts = np.bincount(t.state.data, minlength=5)
+        elapsed = now - self.started
+        log(f"{status}: {t.n_finished}/{self.max_trials} trials finished "
+            f"({counts[COMPLETE]} complete, {counts[2]} failed, {counts[3]} pruned, "
+            f"{counts[4]} to re-run) in {_clock(elapsed)}; results in {path}")
+        best = self.best()
+        if best is not None:
+            log(f"best value {best[1]:.10g} at trial {best[0]}: {format_params(best[2])}")
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"

@@ -1,0 +1,117 @@
+"""Read a results file for analysis: :func:`load` returns numpy columns.
+
+Works during a run too: it reads the last HDF5 snapshot and replays the journal lines
+written since, without taking the lock or writing anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import StorageError
+from .snapshot import Meta, param_columns
+from .space import RESERVED_NAMES, Space
+from .store import read_state
+from .table import STATES, TrialTable
+
+
+@dataclass
+class Results:
+    """Trials and curves of a search as numpy columns.
+
+    ``trials`` holds ``number``, ``state`` (strings: complete, failed, pruned, running,
+    interrupted), ``value``, one column per parameter (user values; categorical columns
+    hold the choices), one per metric (named ``metric.NAME`` if NAME is taken), ``worker``,
+    ``host``, ``gpu``, ``t_start``, ``t_end``, ``duration`` and ``error``. ``curves`` holds
+    ``trial``, ``step``, ``value`` and ``time``, one row per reported point.
+    """
+
+    path: str
+    space: Space
+    settings: dict
+    direction: str
+    seed: int
+    complete: bool
+    trials: dict
+    curves: dict
+    status: str = ""
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        return self.trials[column]
+
+    def __len__(self) -> int:
+        return len(self.trials["number"])
+
+    @property
+    def best(self) -> dict | None:
+        """``{"number", "value", "params"}`` of the best complete trial, or None."""
+        ok = self.trials["state"] == "complete"
+        if not ok.any():
+            return None
+        values = np.where(ok, self.trials["value"], np.nan)
+        i = int(np.nanargmin(values) if self.direction == "minimize"
+                else np.nanargmax(values))
+        params = {name: _plain(self.trials[name][i]) for name in self.space.names}
+        params.update(self.space.constants)
+        return {"number": i, "value": float(self.trials["value"][i]), "params": params}
+
+    def curve(self, number: int) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) reported by one trial, in the order they arrived."""
+        mask = self.curves["trial"] == number
+        return self.curves["step"][mask], self.curves["value"][mask]
+
+    def __repr__(self) -> str:
+        counts = {s: int((self.trials["state"] == s).sum()) for s in STATES}
+        shown = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+        return f"Results('{self.path}': {len(self)} trials ({shown or 'none'}))"
+
+
+def _plain(x):
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def results_from_table(path: str, meta: Meta, table: TrialTable) -> Results:
+    space = Space.from_json(meta.space_json)
+    n = table.n
+    labels = np.array(table.labels + [""], dtype=object)  # index -1 -> ""
+    trials: dict = {
+        "number": np.arange(n, dtype=np.int64),
+        "state": np.array(STATES)[table.state.data],
+        "value": table.value.data.copy(),
+    }
+    trials.update(param_columns(space, table.unit.data))
+    for name, col in table.metrics.items():
+        key = name if name not in trials and name not in RESERVED_NAMES else f"metric.{name}"
+        trials[key] = col.data.copy()
+    trials["worker"] = table.worker.data.copy()
+    trials["host"] = labels[table.host.data].astype(str)
+    trials["gpu"] = labels[table.gpu.data].astype(str)
+    trials["t_start"] = table.t_start.data.copy()
+    trials["t_end"] = table.t_end.data.copy()
+    trials["duration"] = trials["t_end"] - trials["t_start"]
+    errors = np.full(n, "", dtype=object)
+    for number, text in table.errors.items():
+        errors[number] = text
+    trials["error"] = errors.astype(str)
+    curves = {"trial": table.curve_trial.data.copy(), "step": table.curve_step.data.copy(),
+              "value": table.curve_value.data.copy(), "time": table.curve_time.data.copy()}
+    return Results(path=path, space=space, settings=json.loads(meta.settings_json or "{}"),
+                   direction=meta.direction, seed=meta.seed, complete=meta.complete,
+                   trials=trials, curves=curves)
+
+
+def load(path: str) -> Results:
+    """Load a results file (also while a search is writing it)."""
+    last_error = None
+    for _ in range(5):  # a snapshot may replace the file between our two reads; retry
+        try:
+            meta, table = read_state(path)
+            return results_from_table(path, meta, table)
+        except StorageError as e:
+            last_error = e
+            if "cannot be replayed" not in str(e):
+                raise
+    raise last_error

@@ -1,0 +1,130 @@
+"""Search settings: one dataclass, validated in one place, shared by spec, CLI and ``run``.
+
+Each field's metadata holds its help text; the command line is generated from it, so every
+setting that a spec file can define can also be overridden as ``--field-name``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import numbers
+from typing import Any, Optional, Union
+
+from .errors import SpecError
+
+
+def _field(default: Any, help: str, **kw: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help, **kw})
+
+
+@dataclasses.dataclass
+class Settings:
+    """All knobs of a search. Defaults suit a cluster job; see ``--help``."""
+
+    direction: str = _field("minimize", "minimize or maximize the objective",
+                            choices=("minimize", "maximize"))
+    max_trials: int = _field(100, "trials in the whole search, counting those already in "
+                                  "the results file (resume extends the search up to it)")
+    max_time: Optional[float] = _field(None, "seconds after which this run starts no new "
+                                             "trial (running ones finish)")
+    sampler: Any = _field("sobol", "search algorithm: random or sobol (or a Sampler object "
+                                   "in the spec)")
+    batch_size: Optional[int] = _field(None, "configurations the sampler proposes per call "
+                                             "(default: number of workers)")
+    seed: Optional[int] = _field(None, "random seed (default: drawn once and stored, so a "
+                                       "resumed search continues the same stream)")
+    storage: str = _field("results.h5", "results file (HDF5); an existing one is resumed")
+    flush_interval: float = _field(1.0, "seconds between fsyncs of the journal (what a node "
+                                        "crash can lose at most)")
+    snapshot_interval: float = _field(10.0, "seconds between HDF5 snapshots (stretched so "
+                                            "snapshots take <= 5%% of rank 0's time)")
+    progress_interval: float = _field(10.0, "seconds between progress lines (0: none)")
+    grace_period: float = _field(5.0, "seconds running trials get to finish after SIGTERM, "
+                                      "SIGINT or SIGUSR1 before they are interrupted")
+    queue_ahead: float = _field(0.01, "seconds of work kept queued on each worker when "
+                                      "trials are short (throughput for cheap objectives)")
+    bind_gpus: bool = _field(True, "give each worker one GPU of its node via "
+                                   "CUDA_VISIBLE_DEVICES")
+    fsync: bool = _field(True, "fsync the journal every flush_interval (off: a node crash may "
+                                "lose recent trials; a killed job still loses nothing)")
+
+    def validate(self) -> Settings:
+        """Check types and ranges; raise :class:`SpecError` naming setting and value."""
+
+        def bad(name: str, rule: str) -> SpecError:
+            return SpecError(f"setting '{name}' is {getattr(self, name)!r}, but {rule}")
+
+        def is_int(x: Any) -> bool:
+            return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+        def is_num(x: Any) -> bool:
+            return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+        if self.direction not in ("minimize", "maximize"):
+            raise bad("direction", "must be 'minimize' or 'maximize'")
+        if not is_int(self.max_trials) or self.max_trials < 0:
+            raise bad("max_trials", "must be an integer >= 0")
+        if self.max_time is not None and (not is_num(self.max_time) or self.max_time <= 0):
+            raise bad("max_time", "must be a number of seconds > 0")
+        if self.batch_size is not None and (not is_int(self.batch_size) or self.batch_size < 1):
+            raise bad("batch_size", "must be an integer >= 1")
+        if self.seed is not None and (not is_int(self.seed) or self.seed < 0):
+            raise bad("seed", "must be an integer >= 0")
+        if not isinstance(self.storage, str) or not self.storage:
+            raise bad("storage", "must be a file path")
+        for name in ("flush_interval", "snapshot_interval", "progress_interval",
+                     "grace_period", "queue_ahead"):
+            value = getattr(self, name)
+            if not is_num(value) or value < 0:
+                raise bad(name, "must be a number of seconds >= 0")
+        for name in ("bind_gpus", "fsync"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, "must be True or False")
+        from .samplers import check_sampler
+
+        check_sampler(self.sampler)
+        return self
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied; unknown names are an error."""
+        unknown = [k for k in changes if k not in FIELD_NAMES]
+        if unknown:
+            raise SpecError(f"unknown setting '{unknown[0]}'{_did_you_mean(unknown[0])}")
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        if not isinstance(self.sampler, str):
+            data["sampler"] = repr(self.sampler)
+        return json.dumps(data, sort_keys=True)
+
+
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Settings))
+
+
+def _did_you_mean(name: str) -> str:
+    close = difflib.get_close_matches(name, FIELD_NAMES, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def near_misses(names: list[str]) -> list[str]:
+    """Names in a spec module that look like misspelt settings, with a hint each."""
+    hints = []
+    for name in names:
+        if name not in FIELD_NAMES and not name.startswith("_"):
+            close = difflib.get_close_matches(name, FIELD_NAMES, n=1, cutoff=0.85)
+            if close:
+                hints.append(f"'{name}' is not a setting; did you mean '{close[0]}'?")
+    return hints
+
+
+def field_type(field: dataclasses.Field) -> type:
+    """The plain type a command-line value of ``field`` converts to."""
+    hint = field.type if not isinstance(field.type, str) else eval(  # noqa: S307
+        field.type, {"Optional": Optional, "Union": Union, "Any": Any})
+    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
+    base = args[0] if args else hint
+    return str if base is Any else base

@@ -1,0 +1,338 @@
+"""The search space: typed dimensions and the map between the unit cube and user values.
+
+Samplers work in the unit hypercube ``[0, 1)^d``; the :class:`Space` maps ``(n, d)`` unit
+arrays to user values (log scales, integer steps, categorical choices) and back, column by
+column with numpy. Constants take no dimension. numpy is imported lazily so that workers,
+which only receive finished parameter rows, do not pay for it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from typing import Any
+
+from .errors import SpecError
+
+RESERVED_NAMES = frozenset(
+    {"number", "state", "value", "worker", "host", "gpu", "t_start", "t_end", "duration",
+     "error"}
+)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+class Dimension:
+    """Base class of one searched parameter; ``name`` is set when the space is built."""
+
+    kind = ""
+    name = "?"
+
+    def _fail(self, rule: str) -> SpecError:
+        return SpecError(f"parameter '{self.name}': {rule}")
+
+    def validate(self) -> None:
+        """Raise :class:`SpecError` naming the parameter if the definition is invalid."""
+
+    def to_json(self) -> dict:
+        raise NotImplementedError
+
+    def to_user(self, u):
+        """Map a 1-d array of unit values to a 1-d array of user values."""
+        raise NotImplementedError
+
+    def to_unit(self, values):
+        """Map user values back to the unit value at the centre of their cell."""
+        raise NotImplementedError
+
+
+class Real(Dimension):
+    """A real parameter on ``[low, high]``, uniform or log-uniform (``log=True``)."""
+
+    kind = "real"
+
+    def __init__(self, low: float, high: float, log: bool = False) -> None:
+        self.low, self.high, self.log = low, high, log
+
+    def validate(self) -> None:
+        if not _is_number(self.low) or not _is_number(self.high):
+            raise self._fail(f"Real bounds must be numbers, got low={self.low!r}, "
+                             f"high={self.high!r}")
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise self._fail(f"Real bounds must be finite, got [{self.low}, {self.high}]")
+        if not self.low < self.high:
+            raise self._fail(f"low must be < high, got low={self.low}, high={self.high}")
+        if not isinstance(self.log, bool):
+            raise self._fail(f"log must be True or False, got {self.log!r}")
+        if self.log and self.low <= 0:
+            raise self._fail(f"a log scale needs low > 0, got low={self.low}")
+
+    def to_json(self) -> dict:
+        return {"type": "real", "low": float(self.low), "high": float(self.high),
+                "log": self.log}
+
+    def to_user(self, u):
+        import numpy as np
+
+        if self.log:
+            lo, hi = math.log(self.low), math.log(self.high)
+            return np.minimum(np.exp(lo + u * (hi - lo)), self.high)
+        return np.minimum(self.low + u * (self.high - self.low), self.high)
+
+    def to_unit(self, values):
+        import numpy as np
+
+        v = np.asarray(values, dtype=float)
+        if self.log:
+            lo, hi = math.log(self.low), math.log(self.high)
+            return np.clip((np.log(v) - lo) / (hi - lo), 0.0, 1.0)
+        return np.clip((v - self.low) / (self.high - self.low), 0.0, 1.0)
+
+    def __repr__(self) -> str:
+        return f"Real({self.low!r}, {self.high!r}{', log=True' if self.log else ''})"
+
+
+class Integer(Dimension):
+    """An integer parameter on ``[low, high]`` (both included), with an optional ``step``
+    or a log scale (``log=True``, then ``low >= 1`` and no step)."""
+
+    kind = "integer"
+
+    def __init__(self, low: int, high: int, step: int = 1, log: bool = False) -> None:
+        self.low, self.high, self.step, self.log = low, high, step, log
+
+    def validate(self) -> None:
+        for label, x in (("low", self.low), ("high", self.high), ("step", self.step)):
+            if not isinstance(x, numbers.Integral) or isinstance(x, bool):
+                raise self._fail(f"Integer {label} must be an int, got {x!r}")
+        if not self.low < self.high:
+            raise self._fail(f"low must be < high, got low={self.low}, high={self.high}")
+        if self.step < 1:
+            raise self._fail(f"step must be >= 1, got step={self.step}")
+        if not isinstance(self.log, bool):
+            raise self._fail(f"log must be True or False, got {self.log!r}")
+        if self.log and self.low < 1:
+            raise self._fail(f"a log scale needs low >= 1, got low={self.low}")
+        if self.log and self.step != 1:
+            raise self._fail("a log scale cannot have a step")
+
+    @property
+    def size(self) -> int:
+        return (self.high - self.low) // self.step + 1
+
+    def to_json(self) -> dict:
+        return {"type": "integer", "low": int(self.low), "high": int(self.high),
+                "step": int(self.step), "log": self.log}
+
+    def to_user(self, u):
+        import numpy as np
+
+        if self.log:
+            lo, hi = math.log(self.low - 0.5), math.log(self.high + 0.5)
+            v = np.rint(np.exp(lo + u * (hi - lo)))
+            return np.clip(v, self.low, self.high).astype(np.int64)
+        index = np.minimum((u * self.size).astype(np.int64), self.size - 1)
+        return self.low + index * self.step
+
+    def to_unit(self, values):
+        import numpy as np
+
+        v = np.asarray(values, dtype=float)
+        if self.log:
+            lo, hi = math.log(self.low - 0.5), math.log(self.high + 0.5)
+            return np.clip((np.log(v) - lo) / (hi - lo), 0.0, 1.0)
+        return ((v - self.low) / self.step + 0.5) / self.size
+
+    def __repr__(self) -> str:
+        extra = (", log=True" if self.log else "") + (f", step={self.step}" if self.step != 1
+                                                     else "")
+        return f"Integer({self.low!r}, {self.high!r}{extra})"
+
+
+class Categorical(Dimension):
+    """One of a list of JSON-serialisable choices; the objective gets the choice itself."""
+
+    kind = "categorical"
+
+    def __init__(self, choices) -> None:
+        self.choices = list(choices) if isinstance(choices, (list, tuple)) else choices
+
+    def validate(self) -> None:
+        if not isinstance(self.choices, list):
+            raise self._fail(f"Categorical choices must be a list, got {self.choices!r}")
+        if not self.choices:
+            raise self._fail("Categorical needs at least one choice, got []")
+        encoded = []
+        for c in self.choices:
+            try:
+                encoded.append(json.dumps(c, sort_keys=True, allow_nan=False))
+            except (TypeError, ValueError):
+                raise self._fail(f"choice {c!r} is not JSON-serialisable") from None
+        if len(set(encoded)) != len(encoded):
+            raise self._fail(f"choices must be distinct, got {self.choices!r}")
+
+    @property
+    def size(self) -> int:
+        return len(self.choices)
+
+    @property
+    def column_kind(self) -> str:
+        """How the choices are stored in the HDF5 file: str, int, float, bool or json."""
+        cs = self.choices
+        if all(isinstance(c, str) for c in cs):
+            return "str"
+        if all(isinstance(c, bool) for c in cs):
+            return "bool"
+        if all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in cs):
+            return "int"
+        if all(_is_number(c) for c in cs):
+            return "float"
+        return "json"
+
+    def to_json(self) -> dict:
+        return {"type": "categorical", "choices": self.choices}
+
+    def index(self, u):
+        import numpy as np
+
+        return np.minimum((u * self.size).astype(np.int64), self.size - 1)
+
+    def to_user(self, u):
+        import numpy as np
+
+        table = np.empty(self.size, dtype=object)
+        table[:] = self.choices
+        return table[self.index(u)]
+
+    def to_unit(self, values):
+        import numpy as np
+
+        keys = [json.dumps(c, sort_keys=True) for c in self.choices]
+        lookup = {k: i for i, k in enumerate(keys)}
+        idx = np.array([lookup[json.dumps(v, sort_keys=True)] for v in values], dtype=float)
+        return (idx + 0.5) / self.size
+
+    def __repr__(self) -> str:
+        return f"Categorical({self.choices!r})"
+
+
+class Constant:
+    """A fixed value passed to the objective; it takes no dimension of the search."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Constant({self.value!r})"
+
+
+_TYPES = {"real": Real, "integer": Integer, "categorical": Categorical}
+
+
+class Space:
+    """An ordered set of named dimensions plus constants.
+
+    Build it from a dict ``name -> Real | Integer | Categorical | Constant | plain value``;
+    plain values are constants.
+    """
+
+    def __init__(self, definition: dict) -> None:
+        if isinstance(definition, Space):
+            definition = {**definition.constants, **dict(zip(definition.names,
+                                                             definition.dims))}
+        if not isinstance(definition, dict) or not definition:
+            raise SpecError(f"space must be a non-empty dict of name -> dimension, "
+                            f"got {definition!r}")
+        self.dims: list[Dimension] = []
+        self.constants: dict[str, Any] = {}
+        for name, dim in definition.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                raise SpecError(f"parameter name {name!r} must be an identifier-like string")
+            if name in RESERVED_NAMES:
+                raise SpecError(f"parameter name '{name}' is reserved for a results column; "
+                                f"rename it")
+            if isinstance(dim, type) and issubclass(dim, (Dimension, Constant)):
+                raise SpecError(f"parameter '{name}': {dim.__name__} must be called with "
+                                f"its arguments, e.g. {dim.__name__}(...)")
+            if isinstance(dim, Dimension):
+                dim.name = name
+                dim.validate()
+                self.dims.append(dim)
+            else:
+                value = dim.value if isinstance(dim, Constant) else dim
+                try:
+                    json.dumps(value, allow_nan=False)
+                except (TypeError, ValueError):
+                    raise SpecError(f"parameter '{name}': {value!r} is neither a dimension "
+                                    f"(Real, Integer, Categorical) nor a JSON-serialisable "
+                                    f"constant") from None
+                self.constants[name] = value
+        self.names = [d.name for d in self.dims]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.dims)
+
+    def to_json(self) -> str:
+        """A canonical JSON text (dimensions in order); equal spaces give equal text."""
+        return json.dumps({"dimensions": [{"name": d.name, **d.to_json()} for d in self.dims],
+                           "constants": self.constants}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Space:
+        data = json.loads(text)
+        definition: dict = {}
+        for d in data["dimensions"]:
+            kwargs = {k: v for k, v in d.items() if k not in ("type", "name")}
+            definition[d["name"]] = _TYPES[d["type"]](**kwargs)
+        definition.update({k: Constant(v) for k, v in data["constants"].items()})
+        return cls(definition)
+
+    def columns(self, unit) -> list:
+        """Map an ``(n, d)`` unit array to one numpy array of user values per dimension."""
+        return [dim.to_user(unit[:, j]) for j, dim in enumerate(self.dims)]
+
+    def rows(self, unit) -> list[tuple]:
+        """Map an ``(n, d)`` unit array to ``n`` tuples of plain Python values."""
+        cols = [c.tolist() for c in self.columns(unit)]
+        return list(zip(*cols)) if cols else [()] * len(unit)
+
+    def to_unit(self, params: list[dict]):
+        """Map user parameter dicts to an ``(n, d)`` unit array (cell centres)."""
+        import numpy as np
+
+        out = np.empty((len(params), self.ndim))
+        for j, dim in enumerate(self.dims):
+            try:
+                out[:, j] = dim.to_unit([p[dim.name] for p in params])
+            except KeyError:
+                raise SpecError(f"a configuration lacks parameter '{dim.name}'") from None
+        return out
+
+    def diff(self, other: Space) -> str:
+        """Describe how ``other`` differs from this space, or '' if they are equal."""
+        a, b = json.loads(self.to_json()), json.loads(other.to_json())
+        for data in (a, b):
+            data["dimensions"] = {d.pop("name"): d for d in data["dimensions"]}
+        problems = []
+        for section in ("dimensions", "constants"):
+            sa, sb = a[section], b[section]
+            for name in sorted(set(sa) | set(sb)):
+                if name not in sb:
+                    problems.append(f"'{name}' was removed")
+                elif name not in sa:
+                    problems.append(f"'{name}' was added")
+                elif sa[name] != sb[name]:
+                    problems.append(f"'{name}' changed from {sa[name]} to {sb[name]}")
+        if not problems and self.names != other.names:
+            problems.append(f"the order of parameters changed from {self.names} to "
+                            f"{other.names}")
+        return "; ".join(problems)
+
+    def __repr__(self) -> str:
+        items = [f"{d.name}={d!r}" for d in self.dims]
+        items += [f"{k}={v!r}" for k, v in self.constants.items()]
+        return f"Space({', '.join(items)})"

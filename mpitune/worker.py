@@ -1,0 +1,125 @@
+"""The worker loop: take trials from rank 0, run the objective, send results in groups.
+
+Mirrors :mod:`mpitune.master`. Results of short trials are grouped for up to
+``SEND_INTERVAL``; learning-curve points are sent at most every ``REPORT_INTERVAL`` and
+never wait for an answer; a pruning decision or a stop is picked up at the next report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Callable
+
+from . import protocol as P
+from .errors import TrialInterrupted
+from .gpu import Binding
+from .trial import Outcomes, Trial, run_trial
+
+SEND_INTERVAL = 0.002
+REPORT_INTERVAL = 0.005
+
+
+class Worker:
+    def __init__(self, channel, objective: Callable, binding: Binding, host: str) -> None:
+        self.channel = channel
+        self.objective = objective
+        self.binding = binding
+        self.host = host
+        self.rank = channel.rank
+        self.where = f"rank {self.rank} on {host}"
+        self.queue: deque = deque()
+        self.outcomes = Outcomes()
+        self.decisions: dict[int, str] = {}
+        self.names: list[str] = []
+        self.constants: dict = {}
+        self.stop: str | None = None
+        self.interrupt_at = float("inf")  # running trial is interrupted at a report after it
+        self.in_trial = False
+        self.done = False
+        self.last_send = self.last_report = time.monotonic()
+
+    def start(self) -> None:
+        self.channel.post(0, P.READY, (self.host, self.binding.gpu or "", self.binding.device))
+
+    def run(self) -> None:
+        """Serve rank 0 until it says stop (MPI mode)."""
+        self.start()
+        backoff = P.Backoff()
+        while not self.done:
+            if self.step():
+                backoff.reset()
+            else:
+                backoff.pause()
+        while self.channel.sending:  # let the last results leave before MPI is finalised
+            backoff.pause()
+
+    def step(self) -> bool:
+        """One turn of the loop: read messages, run at most one trial. True if busy."""
+        busy = self._drain()
+        if self.queue and self.stop is None:
+            number, row = self.queue.popleft()
+            self._run(number, row)
+            if not self.queue or time.monotonic() - self.last_send >= SEND_INTERVAL:
+                self._send(P.RESULTS)
+            return True
+        if self.stop is not None and not self.done:
+            self.queue.clear()  # trials never started; rank 0 runs them again later
+            self._send(P.BYE)
+            self.done = True
+            return True
+        return busy
+
+    def _drain(self) -> bool:
+        messages = self.channel.fetch(0)
+        for _, tag, payload in messages:
+            if tag == P.TRIALS:
+                self.queue.extend(zip(*payload))
+            elif tag == P.SETUP:
+                self.names, self.constants = payload
+            elif tag == P.DECISION:
+                self.decisions[payload[0]] = payload[1]
+            elif tag == P.STOP:
+                self.stop, grace = payload
+                if grace is not None:
+                    self.interrupt_at = min(self.interrupt_at, time.monotonic() + grace)
+        return bool(messages)
+
+    def _run(self, number: int, row: tuple) -> None:
+        params = dict(self.constants)
+        params.update(zip(self.names, row))
+        trial = Trial(number, params, self, self.rank, self.host, self.binding.device,
+                      self.binding.gpu)
+        self.in_trial = True
+        try:
+            run_trial(self.objective, trial, self.outcomes, self.where)
+        finally:
+            self.in_trial = False
+        self.decisions.pop(number, None)
+
+    def _send(self, tag: int) -> None:
+        self.channel.post(0, tag, self.outcomes.payload())
+        self.last_send = self.last_report = time.monotonic()
+
+    # the link that Trial.report and Trial.should_stop call
+    def report(self, number: int, step: float, value: float) -> None:
+        self.outcomes.add_point(number, step, value)
+        now = time.monotonic()
+        if now - self.last_report >= REPORT_INTERVAL:
+            self.channel.post(0, P.REPORTS, self.outcomes.take_curve())
+            self.last_report = now
+        self._drain()
+
+    def should_stop(self, number: int) -> bool:
+        if time.monotonic() >= self.interrupt_at:
+            raise TrialInterrupted(f"trial {number} interrupted: the search is stopping")
+        return self.decisions.get(number) == P.PRUNE
+
+    def interrupt(self, count: int, grace: float) -> None:
+        """Serial mode's signal handler: the first signal lets the running trial finish
+        within ``grace``; a second interrupts it at once, reports or not."""
+        if count == 1:
+            self.interrupt_at = min(self.interrupt_at, time.monotonic() + grace)
+        elif self.in_trial:
+            self.interrupt_at = 0.0
+            raise TrialInterrupted("interrupted by a second signal")
