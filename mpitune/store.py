@@ -170,6 +170,8 @@ class Store:
         """Final snapshot; the journal is removed once the snapshot holds everything."""
         run = self.meta.runs[-1]
         run["end"], run["status"] = time.time(), status
+        run["rank0_cpu_seconds"] = time.process_time()
+        run["snapshots"], run["snapshot_seconds"] = self.snapshots, self.snapshot_seconds
         self.meta.complete = status == "complete"
         self.snapshot()
         self.journal.close(remove=True)
