@@ -38,7 +38,12 @@ def run(objective: Callable, space: dict, comm: Any = None, **settings: Any):
 
     out = execute(prepare, comm=comm, bind_gpus=settings.get("bind_gpus", True),
                   raise_errors=True)
-    return None if out is None else out[0]
+    if out is None:
+        return None
+    results, code = out
+    if results is None:  # the error was printed and the workers stopped
+        raise SystemExit(code)
+    return results
 
 
 def load(path: str):

@@ -28,6 +28,10 @@ class TrialPruned(Exception):
     """
 
 
+class TrialTimedOut(BaseException):
+    """Raised inside an objective that ran past ``trial_timeout``; stored as ``timeout``."""
+
+
 class TrialInterrupted(BaseException):
     """Raised inside an objective when the whole search is stopping (signal, time limit).
 

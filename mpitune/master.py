@@ -134,6 +134,10 @@ class Master:
             if tag == P.BYE:
                 w.done = True
                 self.hungry.discard(source)
+                if w.outstanding:  # queued on the worker but never started: run them later
+                    self.store.record({"k": "I", "n": sorted(w.outstanding)})
+                    self.n_outstanding -= len(w.outstanding)
+                    w.outstanding.clear()
             elif self.stopping is None:
                 self.hungry.add(source)
         elif tag == P.REPORTS:
@@ -143,7 +147,8 @@ class Master:
             w.ready = True
             if all(x.ready for x in self.workers.values()):
                 self._log_workers()
-            self._post(source, P.SETUP, (self.space.names, self.space.constants))
+            self._post(source, P.SETUP, (self.space.names, self.space.constants,
+                                         self.settings.trial_timeout))
             if self.stopping is None:
                 self.hungry.add(source)
             else:

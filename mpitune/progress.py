@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from .space import Space
-from .table import COMPLETE, TrialTable
+from .table import COMPLETE, FAILED, INTERRUPTED, PRUNED, STATES, TIMEOUT, TrialTable
 
 MAX_FAILURE_LINES = 5
 
@@ -48,15 +48,14 @@ class Progress:
 
     def line(self, now: float, running: int) -> str:
         t = self.table
-        counts = np.bincount(t.state.data, minlength=5)
+        counts = np.bincount(t.state.data, minlength=len(STATES))
         done = t.n_finished
         rate = (done - self._last_done) / max(now - self._last_time, 1e-9)
         self._last_time, self._last_done = now, done
         parts = [f"{done}/{self.max_trials} done", f"{running} running"]
-        if counts[2]:
-            parts.append(f"{counts[2]} failed")
-        if counts[3]:
-            parts.append(f"{counts[3]} pruned")
+        for code in (FAILED, PRUNED, TIMEOUT):
+            if counts[code]:
+                parts.append(f"{counts[code]} {STATES[code]}")
         best = self.best()
         parts.append("best: none yet" if best is None else
                      f"best {best[1]:.6g} (trial {best[0]}: {format_params(best[2])})")
@@ -82,11 +81,12 @@ class Progress:
 
     def summary(self, status: str, now: float, path: str) -> None:
         t = self.table
-        counts = np.bincount(t.state.data, minlength=5)
+        counts = np.bincount(t.state.data, minlength=len(STATES))
         elapsed = now - self.started
         log(f"{status}: {t.n_finished}/{self.max_trials} trials finished "
-            f"({counts[COMPLETE]} complete, {counts[2]} failed, {counts[3]} pruned, "
-            f"{counts[4]} to re-run) in {_clock(elapsed)}; results in {path}")
+            f"({counts[COMPLETE]} complete, {counts[FAILED]} failed, {counts[PRUNED]} pruned, "
+            f"{counts[TIMEOUT]} timed out, {counts[INTERRUPTED]} to re-run) in "
+            f"{_clock(elapsed)}; results in {path}")
         best = self.best()
         if best is not None:
             log(f"best value {best[1]:.10g} at trial {best[0]}: {format_params(best[2])}")

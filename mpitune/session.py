@@ -8,6 +8,7 @@ rank 0 and a non-zero exit instead of leaving other ranks waiting (``MPI.Abort``
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import time
@@ -32,7 +33,10 @@ def execute(prepare: Prepare, comm=None, bind_gpus: bool = True, raise_errors: b
     """Run a search on every rank of ``comm`` (default: COMM_WORLD).
 
     ``prepare()`` loads the objective, space and settings; it runs after GPU binding.
-    Rank 0 (or the only rank) returns ``(Results, exit_code)``; workers return ``None``.
+    Rank 0 (or the only rank) returns ``(Results or None, exit_code)``; workers return
+    ``None``. Under MPI every rank ends in a non-blocking barrier, so that rank 0 can stop
+    the workers in order after an error instead of aborting; only when they do not answer
+    within ``SHUTDOWN_WAIT`` seconds is the job aborted.
     """
     from mpi4py import MPI
 
@@ -52,19 +56,40 @@ def execute(prepare: Prepare, comm=None, bind_gpus: bool = True, raise_errors: b
         if rank == 0:
             return _master(comm, prepare)
         _worker(comm, prepare, index, bind_gpus)
+        _final_barrier(comm, timeout=None)
         return None
-    except MpituneError as e:
-        _print_error(str(e))
-        _abort(comm, e.exit_code)
     except BaseException as e:  # noqa: BLE001 - never leave the other ranks hanging
         if size == 1 and raise_errors:
             raise
         head = f"rank {rank} on {socket.gethostname()}: internal error"
-        sys.stderr.write(f"mpitune: {head}\n{''.join(traceback.format_exception(e))}")
+        text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        sys.stderr.write(f"mpitune: {head}\n{text}")
         _abort(comm, 1)
     finally:
-        if not comm.is_inter and comm != MPI.COMM_NULL:
-            comm.Free()
+        comm.Free()
+
+
+SHUTDOWN_WAIT = 5.0
+
+
+def _final_barrier(comm, timeout: float | None) -> bool:
+    """Wait for every rank without spinning; False if ``timeout`` passed first."""
+    request = comm.Ibarrier()
+    backoff = P.Backoff()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not request.Test():
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        backoff.pause()
+    return True
+
+
+def _stop_workers(comm, channel, code: int, mode: str) -> None:
+    """After an error on rank 0: stop every worker, wait for them, else abort the job."""
+    for rank in range(1, comm.size):
+        channel.post(rank, P.STOP, (mode, 0.0))
+    if not _final_barrier(comm, SHUTDOWN_WAIT):
+        _abort(comm, code)
 
 
 def _abort(comm, code: int) -> None:
@@ -149,19 +174,29 @@ def _master(comm, prepare: Prepare):
     from .channel import MPIChannel
     from .master import Master
 
-    objective, space, settings, store, suggester = _open(prepare(), comm.size - 1, comm.size)
-    _announce(store, space, settings, comm.size - 1, suggester.sampler)
     channel = MPIChannel(comm)
+    try:
+        objective, space, settings, store, suggester = _open(prepare(), comm.size - 1,
+                                                             comm.size)
+    except MpituneError as e:
+        _print_error(str(e))
+        _stop_workers(comm, channel, e.exit_code, P.STOP_END)
+        return None, e.exit_code
+    _announce(store, space, settings, comm.size - 1, suggester.sampler)
     master = Master(channel, list(range(1, comm.size)), store, suggester, space, settings)
-    results, code = _run_master(master, store, settings)
+    try:
+        results, code = _run_master(master, store, settings)
+    except MpituneError as e:
+        _print_error(str(e))
+        _stop_workers(comm, channel, e.exit_code, P.STOP_NOW)
+        return None, e.exit_code
     if not all(w.done for w in master.workers.values()):
         from .progress import log
 
         log("some workers did not stop within the grace period; ending the job")
         _abort(comm, code)
-    backoff = P.Backoff()
-    while channel.sending:
-        backoff.pause()
+    if not _final_barrier(comm, SHUTDOWN_WAIT):
+        _abort(comm, code)
     return results, code
 
 
@@ -181,10 +216,21 @@ def _serial(prepare: Prepare, bind_gpus: bool):
     return _run_master(master, store, settings)
 
 
+def _ignore_stop_signals() -> None:
+    """Workers leave SIGTERM, SIGINT and SIGUSR1 to rank 0, which stops the search in
+    order (mpiexec and srun deliver them to every rank at once); dying on them would make
+    the launcher kill rank 0 before it has written its last snapshot."""
+    for name in ("SIGTERM", "SIGINT", "SIGUSR1"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, lambda signum, frame: None)
+
+
 def _worker(comm, prepare: Prepare, index: int, bind_gpus: bool) -> None:
     from .channel import MPIChannel
     from .worker import Worker
 
+    _ignore_stop_signals()
     channel = MPIChannel(comm)
     try:
         binding, objective, _, _ = _bound(prepare, index, bind_gpus)
@@ -204,6 +250,8 @@ def _wait_for_master(channel, message: str) -> None:
     while True:
         for _, tag, _payload in channel.fetch(0):
             if tag == P.STOP:
+                while channel.sending:
+                    backoff.pause()
                 return
         backoff.pause()
 

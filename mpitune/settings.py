@@ -44,6 +44,9 @@ class Settings:
     progress_interval: float = _field(10.0, "seconds between progress lines (0: none)")
     grace_period: float = _field(5.0, "seconds running trials get to finish after SIGTERM, "
                                       "SIGINT or SIGUSR1 before they are interrupted")
+    trial_timeout: Optional[float] = _field(None, "seconds after which a trial is stopped "
+                                                  "and stored as timeout (Python code is "
+                                                  "interrupted; a long C call finishes first)")
     queue_ahead: float = _field(0.01, "seconds of work kept queued on each worker when "
                                       "trials are short (throughput for cheap objectives)")
     bind_gpus: bool = _field(True, "give each worker one GPU of its node via "
@@ -69,6 +72,9 @@ class Settings:
             raise bad("max_trials", "must be an integer >= 0")
         if self.max_time is not None and (not is_num(self.max_time) or self.max_time <= 0):
             raise bad("max_time", "must be a number of seconds > 0")
+        if self.trial_timeout is not None and (not is_num(self.trial_timeout)
+                                               or self.trial_timeout <= 0):
+            raise bad("trial_timeout", "must be a number of seconds > 0")
         if self.batch_size is not None and (not is_int(self.batch_size) or self.batch_size < 1):
             raise bad("batch_size", "must be an integer >= 1")
         if self.seed is not None and (not is_int(self.seed) or self.seed < 0):

@@ -19,7 +19,7 @@ import numpy as np
 
 from .errors import StorageError
 from .space import Categorical, Integer, Real, Space
-from .table import STATES, TrialTable
+from .table import FINISHED, STATES, TrialTable
 
 FORMAT_NAME = "mpitune-results"
 FORMAT_VERSION = 1
@@ -204,5 +204,5 @@ def read_snapshot(path: str) -> tuple[Meta, TrialTable]:
         except (KeyError, ValueError, TypeError) as e:
             raise StorageError(f"results file '{path}' is damaged or incomplete ({e}); it was "
                                f"not touched") from None
-    table.n_finished = int(np.isin(table.state.data, (1, 2, 3)).sum())
+    table.n_finished = int(np.isin(table.state.data, FINISHED).sum())
     return meta, table

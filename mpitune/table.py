@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-STATES = ("running", "complete", "failed", "pruned", "interrupted")
-RUNNING, COMPLETE, FAILED, PRUNED, INTERRUPTED = range(len(STATES))
-FINISHED = (COMPLETE, FAILED, PRUNED)
+STATES = ("running", "complete", "failed", "pruned", "interrupted", "timeout")
+RUNNING, COMPLETE, FAILED, PRUNED, INTERRUPTED, TIMEOUT = range(len(STATES))
+FINISHED = (COMPLETE, FAILED, PRUNED, TIMEOUT)
 
 
 class Column:

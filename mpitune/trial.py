@@ -11,10 +11,10 @@ import time
 import traceback
 from typing import Any, Callable
 
-from .errors import TrialInterrupted, TrialPruned
+from .errors import TrialInterrupted, TrialPruned, TrialTimedOut
 
 # State codes, as in mpitune.table (kept here too so that workers need not import numpy).
-RUNNING, COMPLETE, FAILED, PRUNED, INTERRUPTED = range(5)
+RUNNING, COMPLETE, FAILED, PRUNED, INTERRUPTED, TIMEOUT = range(6)
 
 
 class Trial:
@@ -159,6 +159,9 @@ def run_trial(objective: Callable, trial: Trial, outcomes: Outcomes, where: str)
         state = PRUNED
     except TrialInterrupted:
         state = INTERRUPTED
+    except TrialTimedOut as e:
+        state = TIMEOUT
+        error = f"{where}, trial {trial.number}: {e}"
     except BaseException as e:  # noqa: BLE001 - SystemExit/KeyboardInterrupt from user code
         state = FAILED
         error = (f"{where}, trial {trial.number}: {type(e).__name__}: {e}\n"

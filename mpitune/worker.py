@@ -17,7 +17,6 @@ from .gpu import Binding
 from .trial import Outcomes, Trial, run_trial
 
 SEND_INTERVAL = 0.002
-REPORT_INTERVAL = 0.005
 
 
 class Worker:
@@ -33,6 +32,7 @@ class Worker:
         self.decisions: dict[int, str] = {}
         self.names: list[str] = []
         self.constants: dict = {}
+        self.trial_timeout: float | None = None
         self.stop: str | None = None
         self.interrupt_at = float("inf")  # running trial is interrupted at a report after it
         self.in_trial = False
@@ -76,7 +76,7 @@ class Worker:
             if tag == P.TRIALS:
                 self.queue.extend(zip(*payload))
             elif tag == P.SETUP:
-                self.names, self.constants = payload
+                self.names, self.constants, self.trial_timeout = payload
             elif tag == P.DECISION:
                 self.decisions[payload[0]] = payload[1]
             elif tag == P.STOP:
@@ -92,7 +92,7 @@ class Worker:
                       self.binding.gpu)
         self.in_trial = True
         try:
-            run_trial(self.objective, trial, self.outcomes, self.where)
+            run_trial(self.objective, trial, self.outcomes, self.where, self.trial_timeout)
         finally:
             self.in_trial = False
         self.decisions.pop(number, None)
