@@ -5,8 +5,11 @@ Lean on purpose: workers import this module, never numpy or h5py.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+import signal
+import threading
 import time
 import traceback
 from typing import Any, Callable
@@ -146,15 +149,41 @@ def _as_value(out: Any) -> tuple[float, dict[str, float]]:
     return value, metrics
 
 
-def run_trial(objective: Callable, trial: Trial, outcomes: Outcomes, where: str) -> int:
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Raise :class:`TrialTimedOut` in the body after ``seconds`` (SIGALRM): Python code
+    stops at once, a long call into C stops when it returns to Python. The handler only
+    raises while the body runs, so a late signal cannot hit the caller."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    armed = True
+
+    def expire(signum, frame):
+        if armed:
+            raise TrialTimedOut(f"trial ran past trial_timeout = {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        armed = False
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_trial(objective: Callable, trial: Trial, outcomes: Outcomes, where: str,
+              timeout: float | None = None) -> int:
     """Call the objective for ``trial`` and add its outcome to ``outcomes``; return the
     state code. Every exception of the objective becomes a failed trial with its traceback
-    (headed by ``where``: rank and host); only :class:`TrialInterrupted` propagates state
-    ``interrupted``."""
+    (headed by ``where``: rank and host); :class:`TrialInterrupted` gives state
+    ``interrupted``, and running past ``timeout`` seconds (if given) state ``timeout``."""
     t0 = time.time()
     value, metrics, error = math.nan, {}, None
     try:
-        out = objective(trial.params, trial)
+        with time_limit(timeout):
+            out = objective(trial.params, trial)
     except TrialPruned:
         state = PRUNED
     except TrialInterrupted:
