@@ -17,6 +17,7 @@ from .gpu import Binding
 from .trial import Outcomes, Trial, run_trial
 
 SEND_INTERVAL = 0.002
+REPORT_INTERVAL = 0.005
 
 
 class Worker:
