@@ -67,9 +67,11 @@ class Journal:
 
     def close(self, remove: bool = False) -> None:
         if self._fd >= 0:
-            self.sync()
-            os.close(self._fd)
-            self._fd = -1
+            try:
+                self.sync()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
         if remove:
             os.unlink(self.path)
 

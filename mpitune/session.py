@@ -72,14 +72,19 @@ def execute(prepare: Prepare, comm=None, bind_gpus: bool = True, raise_errors: b
 SHUTDOWN_WAIT = 5.0
 
 
-def _final_barrier(comm, timeout: float | None) -> bool:
-    """Wait for every rank without spinning; False if ``timeout`` passed first."""
+def _final_barrier(comm, timeout: float | None, channel=None) -> bool:
+    """Wait for every rank without spinning; False if ``timeout`` passed first.
+
+    With a ``channel``, messages still arriving are received and dropped meanwhile, so
+    that a worker's last large send can complete and let it reach the barrier."""
     request = comm.Ibarrier()
     backoff = P.Backoff()
     deadline = None if timeout is None else time.monotonic() + timeout
     while not request.Test():
         if deadline is not None and time.monotonic() > deadline:
             return False
+        if channel is not None and channel.fetch():
+            continue
         backoff.pause()
     return True
 
@@ -88,7 +93,7 @@ def _stop_workers(comm, channel, code: int, mode: str) -> None:
     """After an error on rank 0: stop every worker, wait for them, else abort the job."""
     for rank in range(1, comm.size):
         channel.post(rank, P.STOP, (mode, 0.0))
-    if not _final_barrier(comm, SHUTDOWN_WAIT):
+    if not _final_barrier(comm, SHUTDOWN_WAIT, channel):
         _abort(comm, code)
 
 

@@ -141,20 +141,25 @@ class Store:
     def tick(self, now: float) -> None:
         """Do whatever I/O is due; cheap when nothing is."""
         journal = self.journal
-        if journal.pending and now - journal.last_write >= WRITE_INTERVAL:
-            journal.write()
-        if now >= self._next_sync:
-            journal.sync()
-            self.lock.heartbeat()
-            self._next_sync = now + self.settings.flush_interval
+        try:
+            if journal.pending and now - journal.last_write >= WRITE_INTERVAL:
+                journal.write()
+            if now >= self._next_sync:
+                journal.sync()
+                self.lock.heartbeat()
+                self._next_sync = now + self.settings.flush_interval
+        except OSError as e:
+            raise StorageError(f"cannot write journal '{journal.path}': {e.strerror or e}; "
+                               f"what was written before is kept and a rerun resumes from "
+                               f"it") from None
         if now >= self._next_snapshot:
             self.snapshot()
 
     def snapshot(self) -> None:
         """Write the whole table as a new HDF5 file and truncate the journal."""
-        self.journal.write()
-        self.meta.journal_seq = self.journal.seq
         try:
+            self.journal.write()
+            self.meta.journal_seq = self.journal.seq
             seconds = write_snapshot(self.path, self.meta, self.table)
         except OSError as e:
             raise StorageError(f"cannot write snapshot of '{self.path}': "
@@ -182,5 +187,7 @@ class Store:
         try:
             if self.journal is not None:
                 self.journal.close()
+        except OSError:
+            pass  # the disk may be full: what reached the journal earlier is still there
         finally:
             self.lock.release()
