@@ -45,15 +45,17 @@ class WorkerState:
 
 class Master:
     def __init__(self, channel, worker_ranks: list[int], store: Store, suggester: Suggester,
-                 space: Space, settings: Settings, inline=None) -> None:
+                 space: Space, settings: Settings, inline=None, pruner=None) -> None:
         self.channel = channel
         self.workers = {r: WorkerState(r) for r in worker_ranks}
         self.store, self.table = store, store.table
         self.suggester, self.space, self.settings = suggester, space, settings
         self.inline = inline
+        self.pruner = pruner  # see mpitune.pruners: observe() curve points, finished() trials
         self.progress = Progress(self.table, space, settings.max_trials, settings.direction,
                                  settings.progress_interval)
         self.hungry: set[int] = set()
+        self.n_active = len(self.workers)  # workers that have not said BYE
         self.n_outstanding = 0
         self.mean_duration: Optional[float] = None
         self.stopping: Optional[str] = None  # None, "end", "drain", "now"
@@ -69,7 +71,7 @@ class Master:
         backoff = P.Backoff()
         previous = self._install_signals()
         try:
-            while not all(w.done for w in self.workers.values()):
+            while self.n_active:
                 busy = self.inline.step() if self.inline is not None else False
                 messages = self.channel.fetch()
                 for source, tag, payload in messages:
@@ -133,6 +135,7 @@ class Master:
             self._on_results(w, payload)
             if tag == P.BYE:
                 w.done = True
+                self.n_active -= 1
                 self.hungry.discard(source)
                 if w.outstanding:  # queued on the worker but never started: run them later
                     self.store.record({"k": "I", "n": sorted(w.outstanding)})
@@ -170,6 +173,10 @@ class Master:
         if curve[0]:
             self.store.record({"k": "C", "n": curve[0], "st": curve[1], "v": curve[2],
                                "t": curve[3]})
+            if self.pruner is not None:
+                for number in self.pruner.observe(curve[0], curve[1], curve[2]):
+                    rank = int(self.table.worker.data[number])
+                    self._post(rank, P.DECISION, (int(number), P.PRUNE))
 
     def _on_results(self, w: WorkerState, payload) -> None:
         numbers, states, values, t_start, t_end, metrics, errors, curve = payload
@@ -180,6 +187,8 @@ class Master:
                            "t1": t_end, "m": metrics, "e": errors})
         w.outstanding.difference_update(numbers)
         self.n_outstanding -= len(numbers)
+        if self.pruner is not None:
+            self.pruner.finished(numbers, states, values)
         # per-trial cost as the worker experienced it, overhead included
         span = (t_end[-1] - t_start[0]) / len(numbers)
         self.mean_duration = span if self.mean_duration is None else (
