@@ -156,23 +156,20 @@ def _rerun(table):
     return np.flatnonzero(table.state.data == INTERRUPTED)
 
 
-def _finish(master, store, path: str, status: str, code: int):
+def _run_master(master, store, settings):
+    """Run the loop, close the store; return (Results, exit code)."""
     from .results import results_from_table
 
-    store.close(status)
-    master.progress.summary(status, time.monotonic(), path)
-    results = results_from_table(path, store.meta, store.table)
-    results.status = status
-    return results, code
-
-
-def _run_master(master, store, settings):
     try:
         status, code = master.run()
+        store.close(status)
     except BaseException:
         store.abandon()
         raise
-    return _finish(master, store, settings.storage, status, code)
+    master.progress.summary(status, time.monotonic(), settings.storage)
+    results = results_from_table(settings.storage, store.meta, store.table)
+    results.status = status
+    return results, code
 
 
 def _master(comm, prepare: Prepare):

@@ -185,18 +185,20 @@ def read_snapshot(path: str) -> tuple[Meta, TrialTable]:
             n = len(t["number"])
             table = TrialTable(space.ndim)
             table.add(t["unit"][...].reshape(n, space.ndim))
+            names, index = np.unique(t["state"][...], return_inverse=True)
             codes = {s.encode(): i for i, s in enumerate(STATES)}
-            table.state.data[:] = [codes[s] for s in t["state"][...]]
+            table.state.data[:] = np.array([codes[x] for x in names], dtype=np.uint8)[index]
             table.value.data[:] = t["value"][...]
             table.worker.data[:] = t["worker"][...]
             for column in ("host", "gpu"):
-                texts = _decode(t[column][...])
-                getattr(table, column).data[:] = [table.label(x) if x else -1 for x in texts]
+                names, index = np.unique(t[column][...], return_inverse=True)
+                labels = [table.label(x) if x else -1 for x in _decode(names)]
+                getattr(table, column).data[:] = np.array(labels, dtype=np.int32)[index]
             table.t_start.data[:] = t["t_start"][...]
             table.t_end.data[:] = t["t_end"][...]
-            errors = t["error"].asstr()[...]
-            for number in np.flatnonzero(errors != ""):
-                table.errors[int(number)] = str(errors[number])
+            errors = t["error"][...]  # bytes objects: decode only the non-empty ones
+            for number in np.flatnonzero(errors != b""):
+                table.errors[int(number)] = errors[number].decode()
             for name, ds in t["metrics"].items():
                 table.set_metrics({name: (slice(None), ds[...])})
             c = f["curves"]
