@@ -32,7 +32,12 @@ def visible_gpus(environ: Mapping[str, str]) -> list[str]:
     if listed is not None:
         if listed.strip() in _NO_GPU:
             return []
-        return [x.strip() for x in listed.split(",") if x.strip()]
+        visible = []
+        for entry in (x.strip() for x in listed.split(",")):
+            if not entry or entry.startswith("-"):
+                break  # CUDA ignores everything from the first invalid entry on
+            visible.append(entry)
+        return visible
     try:
         count = len(os.listdir("/proc/driver/nvidia/gpus"))
     except OSError:

@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import StorageError
 from .snapshot import Meta, param_columns
-from .space import RESERVED_NAMES, Space
+from .space import RESERVED_NAMES, Categorical, Space
 from .store import read_state
 from .table import STATES, TrialTable
 
@@ -54,7 +54,7 @@ class Results:
         values = np.where(ok, self.trials["value"], np.nan)
         i = int(np.nanargmin(values) if self.direction == "minimize"
                 else np.nanargmax(values))
-        params = {name: _plain(self.trials[name][i]) for name in self.space.names}
+        params = {dim.name: _choice(dim, self.trials[dim.name][i]) for dim in self.space.dims}
         params.update(self.space.constants)
         return {"number": i, "value": float(self.trials["value"][i]), "params": params}
 
@@ -69,7 +69,10 @@ class Results:
         return f"Results('{self.path}': {len(self)} trials ({shown or 'none'}))"
 
 
-def _plain(x):
+def _choice(dim, x):
+    """A column value as the objective received it (JSON-encoded choices decoded)."""
+    if isinstance(dim, Categorical) and dim.column_kind == "json":
+        return json.loads(str(x))
     return x.item() if isinstance(x, np.generic) else x
 
 

@@ -121,7 +121,7 @@ def near_misses(names: list[str]) -> list[str]:
     hints = []
     for name in names:
         if name not in FIELD_NAMES and not name.startswith("_"):
-            close = difflib.get_close_matches(name, FIELD_NAMES, n=1, cutoff=0.85)
+            close = difflib.get_close_matches(name, FIELD_NAMES, n=1, cutoff=0.8)
             if close:
                 hints.append(f"'{name}' is not a setting; did you mean '{close[0]}'?")
     return hints

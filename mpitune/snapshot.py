@@ -20,6 +20,7 @@ import numpy as np
 from .errors import StorageError
 from .space import Categorical, Integer, Real, Space
 from .table import FINISHED, STATES, TrialTable
+from .trial import clean_text
 
 FORMAT_NAME = "mpitune-results"
 FORMAT_VERSION = 1
@@ -108,7 +109,7 @@ def write_snapshot(path: str, meta: Meta, table: TrialTable) -> float:
             t.create_dataset("t_end", data=table.t_end.data)
             errors = np.full(n, "", dtype=object)
             for number, text in table.errors.items():
-                errors[number] = text
+                errors[number] = clean_text(text)
             t.create_dataset("error", data=errors, dtype=_STR)
             t.create_dataset("unit", data=table.unit.data.reshape(n, table.ndim))
             params = t.create_group("params")

@@ -8,6 +8,7 @@ which only receive finished parameter rows, do not pay for it.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import numbers
@@ -79,8 +80,8 @@ class Real(Dimension):
 
         if self.log:
             lo, hi = math.log(self.low), math.log(self.high)
-            return np.minimum(np.exp(lo + u * (hi - lo)), self.high)
-        return np.minimum(self.low + u * (self.high - self.low), self.high)
+            return np.clip(np.exp(lo + u * (hi - lo)), self.low, self.high)
+        return np.clip(self.low + u * (self.high - self.low), self.low, self.high)
 
     def to_unit(self, values):
         import numpy as np
@@ -258,6 +259,7 @@ class Space:
                 raise SpecError(f"parameter '{name}': {dim.__name__} must be called with "
                                 f"its arguments, e.g. {dim.__name__}(...)")
             if isinstance(dim, Dimension):
+                dim = copy.copy(dim)  # the same object may serve under several names
                 dim.name = name
                 dim.validate()
                 self.dims.append(dim)
@@ -296,8 +298,14 @@ class Space:
         return [dim.to_user(unit[:, j]) for j, dim in enumerate(self.dims)]
 
     def rows(self, unit) -> list[tuple]:
-        """Map an ``(n, d)`` unit array to ``n`` tuples of plain Python values."""
+        """Map an ``(n, d)`` unit array to ``n`` tuples of plain Python values.
+
+        Lists and dicts among categorical choices are fresh copies, so an objective that
+        changes its parameters cannot change the space."""
         cols = [c.tolist() for c in self.columns(unit)]
+        for j, dim in enumerate(self.dims):
+            if isinstance(dim, Categorical) and dim.column_kind == "json":
+                cols[j] = [copy.deepcopy(v) for v in cols[j]]
         return list(zip(*cols)) if cols else [()] * len(unit)
 
     def to_unit(self, params: list[dict]):

@@ -40,8 +40,9 @@ def check_objective(objective: Any, where: str) -> Callable:
     try:
         sig.bind({})
     except TypeError:
+        name = getattr(objective, "__name__", type(objective).__name__)
         raise SpecError(f"{where}: objective must accept (params, trial), but its signature "
-                        f"is {objective.__name__}{sig}") from None
+                        f"is {name}{sig}") from None
     return lambda params, trial: objective(params)
 
 

@@ -107,6 +107,18 @@ class Outcomes:
         return out
 
 
+MAX_ERROR_CHARS = 20_000
+
+
+def clean_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """Error text safe to store: valid UTF-8 (lone surrogates escaped) and bounded."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > limit:
+        half = limit // 2
+        text = f"{text[:half]}\n... ({len(text) - limit} characters cut) ...\n{text[-half:]}"
+    return text
+
+
 def _short(x: Any, limit: int = 200) -> str:
     text = repr(x)
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
@@ -215,5 +227,5 @@ def run_trial(objective: Callable, trial: Trial, outcomes: Outcomes, where: str,
         column[0].append(trial.number)
         column[1].append(x)
     if error is not None:
-        outcomes.errors[trial.number] = error
+        outcomes.errors[trial.number] = clean_text(error)
     return state

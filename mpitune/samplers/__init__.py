@@ -6,6 +6,7 @@ interface; this module is the one registry that maps setting names to classes.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from ..errors import SpecError
@@ -30,4 +31,4 @@ def check_sampler(sampler: Any) -> None:
 def make_sampler(sampler: Any) -> Sampler:
     """A fresh sampler from a setting: a registry name or a ready Sampler object."""
     check_sampler(sampler)
-    return sampler if isinstance(sampler, Sampler) else SAMPLERS[sampler]()
+    return copy.deepcopy(sampler) if isinstance(sampler, Sampler) else SAMPLERS[sampler]()

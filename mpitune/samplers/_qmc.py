@@ -7,14 +7,15 @@ import warnings
 import numpy as np
 
 from ._base import History, Sampler
+from ._random import RandomSampler
 
 
 class SobolSampler(Sampler):
     """Scrambled Sobol' points: fill the space more evenly than random points.
 
     The engine is fast-forwarded to ``history.n_total``, so a resumed search proposes the
-    points the uninterrupted one would have. Falls back to random points above scipy's
-    dimension limit.
+    points the uninterrupted one would have. Above scipy's dimension limit (21201) it
+    falls back to :class:`RandomSampler`.
     """
 
     name = "sobol"
@@ -31,12 +32,13 @@ class SobolSampler(Sampler):
         d = history.ndim
         if d == 0:
             return np.empty((n, 0))
-        if self._engine is None:
+        if d > qmc.Sobol.MAXDIM:
+            return RandomSampler(self.seed).suggest(n, history)
+        if self._engine is None or self._position > history.n_total:
             self._engine = qmc.Sobol(d, scramble=self.scramble, seed=self.seed)
             self._position = 0
         if self._position != history.n_total:
-            self._engine.reset()
-            self._engine.fast_forward(history.n_total)
+            self._engine.fast_forward(history.n_total - self._position)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # balance needs 2^k points; fine
             points = self._engine.random(n)

@@ -1,0 +1,315 @@
+"""Unit tests of mpitune.samplers (the contract every registered sampler must keep) and of
+mpitune.suggester."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import qmc
+
+from mpitune.errors import SpecError
+from mpitune.samplers import (
+    SAMPLERS,
+    History,
+    RandomSampler,
+    Sampler,
+    SobolSampler,
+    check_sampler,
+    make_sampler,
+)
+from mpitune.space import Categorical, Integer, Real, Space
+from mpitune.suggester import Suggester
+from mpitune.table import COMPLETE, FAILED, INTERRUPTED, RUNNING, TrialTable
+
+SPACE = Space({"x": Real(0, 1), "lr": Real(1e-4, 1, log=True), "n": Integer(1, 9),
+               "c": Categorical(["a", "b", "c"]), "k": 3})
+
+
+def history(space: Space, n_total: int, pending=None) -> History:
+    d = space.ndim
+    return History(space=space, x=np.empty((0, d)), loss=np.empty(0),
+                   state=np.empty(0, dtype=np.uint8),
+                   pending=np.empty((0, d)) if pending is None else pending, n_total=n_total)
+
+
+def fresh(name: str, seed: int = 123, space: Space = SPACE) -> Sampler:
+    sampler = SAMPLERS[name]()
+    sampler.bind(space, seed)
+    return sampler
+
+
+# ---- the contract, for every sampler in the registry -------------------------------
+
+ALL = sorted(SAMPLERS)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("n", [1, 3, 64])
+def test_shape_and_range(name, n):
+    points = fresh(name).suggest(n, history(SPACE, 0))
+    points = np.asarray(points)
+    assert points.shape == (n, SPACE.ndim)
+    assert points.dtype.kind == "f"
+    assert np.all(points >= 0.0) and np.all(points < 1.0)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("d", [1, 2, 7])
+def test_shape_for_other_dimensions(name, d):
+    space = Space({f"p{i}": Real(0, 1) for i in range(d)})
+    points = np.asarray(fresh(name, space=space).suggest(5, history(space, 10)))
+    assert points.shape == (5, d)
+    assert np.all((points >= 0.0) & (points < 1.0))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_deterministic_for_a_seed(name):
+    a = np.asarray(fresh(name, 7).suggest(16, history(SPACE, 0)))
+    b = np.asarray(fresh(name, 7).suggest(16, history(SPACE, 0)))
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_different_seeds_differ(name):
+    a = np.asarray(fresh(name, 1).suggest(16, history(SPACE, 0)))
+    b = np.asarray(fresh(name, 2).suggest(16, history(SPACE, 0)))
+    assert not np.allclose(a, b)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_seed_given_to_constructor_wins_over_bind(name):
+    own = SAMPLERS[name](seed=5)
+    own.bind(SPACE, 999)
+    assert own.seed == 5
+    np.testing.assert_array_equal(np.asarray(own.suggest(8, history(SPACE, 0))),
+                                  np.asarray(fresh(name, 5).suggest(8, history(SPACE, 0))))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_successive_batches_differ(name):
+    s = fresh(name)
+    a = np.asarray(s.suggest(8, history(SPACE, 0)))
+    b = np.asarray(s.suggest(8, history(SPACE, 8)))
+    assert not np.allclose(a, b)
+    assert len(np.unique(np.vstack([a, b]), axis=0)) == 16
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("batches", [[4, 4, 4], [1, 5, 2, 8], [3], [16, 16]])
+def test_resume_gives_the_same_next_suggestions(name, batches):
+    """What a sampler proposes at n_total=k does not depend on what was drawn before."""
+    uninterrupted = fresh(name)
+    total = 0
+    for size in batches:
+        expected = np.asarray(uninterrupted.suggest(size, history(SPACE, total)))
+        resumed = np.asarray(fresh(name).suggest(size, history(SPACE, total)))
+        np.testing.assert_array_equal(resumed, expected)
+        total += size
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_one_big_batch_equals_many_small_ones(name):
+    big = np.asarray(fresh(name).suggest(12, history(SPACE, 0)))
+    s = fresh(name)
+    small = np.vstack([np.asarray(s.suggest(3, history(SPACE, k))) for k in (0, 3, 6, 9)])
+    np.testing.assert_allclose(small, big)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_bug_going_back_to_an_earlier_position(name):
+    """BUG for "sobol" (samplers/_qmc.py, SobolSampler.suggest): when the engine has moved
+    on and ``history.n_total == 0`` it calls ``reset()`` then ``fast_forward(0)``, which
+    scipy rejects with ``OverflowError: can't convert negative value to npy_uint32``. This
+    happens when one Sampler object serves a second search (``mpitune.run(...,
+    sampler=obj)`` twice: make_sampler returns the object itself). Fix: only fast-forward
+    when ``history.n_total > 0``."""
+    s = fresh(name)
+    first = np.asarray(s.suggest(4, history(SPACE, 0)))
+    s.suggest(4, history(SPACE, 4))
+    np.testing.assert_array_equal(np.asarray(s.suggest(4, history(SPACE, 0))), first)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_make_sampler_by_name(name):
+    sampler = make_sampler(name)
+    assert isinstance(sampler, SAMPLERS[name])
+    assert make_sampler(name) is not sampler
+
+
+def test_make_sampler_copies_an_object_and_rejects_unknown():
+    obj = RandomSampler(seed=1)
+    made = make_sampler(obj)
+    assert made is not obj  # a search never changes the user's object
+    assert type(made) is RandomSampler and made.seed == 1
+    check_sampler(obj)
+    for bad in ("grid", "", None, RandomSampler):
+        with pytest.raises(SpecError, match="sampler"):
+            make_sampler(bad)
+
+
+def test_random_points_are_uniform():
+    points = np.asarray(fresh("random").suggest(20_000, history(SPACE, 0)))
+    counts, _ = np.histogram(points[:, 0], bins=10, range=(0, 1))
+    assert counts.min() > 1_800 and counts.max() < 2_200
+
+
+def test_sobol_is_more_balanced_than_random():
+    space = Space({f"p{i}": Real(0, 1) for i in range(3)})
+    sobol = np.asarray(fresh("sobol", 3, space).suggest(256, history(space, 0)))
+    rand = np.asarray(fresh("random", 3, space).suggest(256, history(space, 0)))
+    assert qmc.discrepancy(sobol) < 0.5 * qmc.discrepancy(rand)
+    # every one of 16 strata of each coordinate holds exactly 16 of 256 Sobol points
+    for j in range(3):
+        counts = np.bincount((sobol[:, j] * 16).astype(int), minlength=16)
+        assert counts.tolist() == [16] * 16
+
+
+def test_sobol_unscrambled_is_deterministic_and_in_range():
+    s = SobolSampler(scramble=False)
+    s.bind(SPACE, 0)
+    points = s.suggest(8, history(SPACE, 0))
+    assert np.all((points >= 0) & (points < 1))
+    assert repr(s) == "SobolSampler(seed=0, scramble=False)"
+
+
+def test_sobol_without_dimensions():
+    space = Space({"k": 1})
+    s = fresh("sobol", space=space)
+    assert s.suggest(3, history(space, 0)).shape == (3, 0)
+
+
+# ---- Suggester -----------------------------------------------------------------------
+
+
+class Recorder(Sampler):
+    """A sampler that remembers every history it was shown and returns distinct points."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.calls: list[tuple[int, History]] = []
+
+    def suggest(self, n, history):
+        self.calls.append((n, history))
+        start = history.n_total
+        return (np.arange(start, start + n)[:, None] + np.zeros(history.ndim)) / 1000.0
+
+
+SMALL = Space({"x": Real(0, 1), "y": Real(0, 1)})
+
+
+def table_with(states, values=None) -> TrialTable:
+    t = TrialTable(SMALL.ndim)
+    n = len(states)
+    t.add(np.column_stack([np.arange(n) / 100 + 0.5, np.full(n, 0.25)]))
+    values = np.arange(n, dtype=float) if values is None else values
+    t.finish(np.arange(n), states, values, np.zeros(n), np.ones(n))
+    return t
+
+
+def test_suggester_batches_of_batch_size():
+    rec = Recorder()
+    table = TrialTable(SMALL.ndim)
+    sug = Suggester(rec, SMALL, table, batch_size=4, direction="minimize")
+    taken = []
+    for _ in range(6):
+        rerun, new = sug.take(1)
+        assert rerun == [] and new.shape == (1, 2)
+        table.add(new)  # as the master does with an "A" event
+        taken.append(new[0, 0])
+    assert [n for n, _ in rec.calls] == [4, 4]
+    np.testing.assert_allclose(taken, np.arange(6) / 1000.0)  # queue order is kept
+
+
+def test_suggester_asks_for_more_than_batch_size_when_needed():
+    rec = Recorder()
+    table = TrialTable(SMALL.ndim)
+    sug = Suggester(rec, SMALL, table, batch_size=2, direction="minimize")
+    _, new = sug.take(1)
+    table.add(new)
+    _, new = sug.take(10)  # one left in the queue, 9 more needed
+    assert new.shape == (10, 2)
+    assert [n for n, _ in rec.calls] == [2, 9]
+    np.testing.assert_allclose(new[:, 0], np.arange(1, 11) / 1000.0)
+
+
+def test_suggester_rejects_wrong_shape():
+    class Bad(Recorder):
+        def suggest(self, n, history):
+            return np.zeros((n, history.ndim + 1))
+
+    sug = Suggester(Bad(), SMALL, TrialTable(SMALL.ndim), batch_size=2, direction="minimize")
+    with pytest.raises(RuntimeError, match="shape"):
+        sug.take(1)
+
+
+def test_suggester_clips_points_into_the_cube():
+    class Wild(Recorder):
+        def suggest(self, n, history):
+            return np.array([[-0.5, 1.5]] * n)
+
+    sug = Suggester(Wild(), SMALL, TrialTable(SMALL.ndim), batch_size=1, direction="minimize")
+    _, new = sug.take(1)
+    assert np.all((new >= 0) & (new <= 1))
+
+
+def test_suggester_reruns_interrupted_trials_first():
+    t = table_with([COMPLETE, INTERRUPTED, FAILED, INTERRUPTED, INTERRUPTED])
+    rec = Recorder()
+    sug = Suggester(rec, SMALL, t, batch_size=4, direction="minimize")
+    assert sug.n_rerun == 3
+    assert sug.take(2) == ([1, 3], None)
+    assert rec.calls == []
+    rerun, new = sug.take(3)
+    assert rerun == [4] and new.shape == (2, 2)
+    assert sug.n_rerun == 0
+    assert all(type(n) is int for n in rerun)
+    rerun, new = sug.take(2)
+    assert rerun == [] and new.shape == (2, 2)
+
+
+def test_suggester_history_shows_finished_and_pending():
+    t = table_with([COMPLETE, FAILED, RUNNING, COMPLETE, RUNNING],
+                   values=np.array([3.0, np.nan, np.nan, 1.0, np.nan]))
+    rec = Recorder()
+    sug = Suggester(rec, SMALL, t, batch_size=3, direction="maximize")
+    sug.take(1)
+    n, h = rec.calls[0]
+    assert n == 3 and h.space is SMALL and h.ndim == 2
+    assert h.n_total == 5
+    np.testing.assert_array_equal(h.x, t.unit.data[[0, 1, 3]])
+    np.testing.assert_array_equal(h.state, [COMPLETE, FAILED, COMPLETE])
+    np.testing.assert_array_equal(h.loss, [-3.0, np.nan, -1.0])  # maximize: negated
+    np.testing.assert_array_equal(h.pending, t.unit.data[[2, 4]])
+
+    # the trial just handed out is running; the two points still queued are pending too
+    t.add(np.array([[0.0, 0.0]]))  # the master records the taken point as a running trial
+    sug.take(4)  # two from the queue, then a new batch of max(batch_size, 2) = 3
+    n, h = rec.calls[1]
+    assert n == 3
+    assert h.n_total == 6 + 2
+    assert len(h.pending) == 3 + 2
+    np.testing.assert_array_equal(h.pending[:3], t.unit.data[[2, 4, 5]])
+    np.testing.assert_allclose(h.pending[3:, 0], [0.006, 0.007])
+
+
+def test_suggester_minimize_loss_is_value():
+    t = table_with([COMPLETE, COMPLETE], values=np.array([2.0, -1.0]))
+    rec = Recorder()
+    Suggester(rec, SMALL, t, batch_size=1, direction="minimize").take(1)
+    np.testing.assert_array_equal(rec.calls[0][1].loss, [2.0, -1.0])
+
+
+def test_suggester_with_a_real_sampler_matches_direct_calls():
+    """The suggester's bookkeeping of n_total keeps counter-based samplers on their stream."""
+    sampler = fresh("sobol", 11, SMALL)
+    t = TrialTable(SMALL.ndim)
+    sug = Suggester(sampler, SMALL, t, batch_size=4, direction="minimize")
+    got = []
+    for k in (1, 2, 3, 5, 1):
+        _, new = sug.take(k)
+        t.add(new)  # as the master does with an "A" event
+        got.append(new)
+    direct = fresh("sobol", 11, SMALL).suggest(12, history(SMALL, 0))
+    np.testing.assert_allclose(np.vstack(got), direct[: sum((1, 2, 3, 5, 1))])

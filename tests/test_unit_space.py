@@ -1,0 +1,369 @@
+"""Unit tests of mpitune.space: the map between the unit cube and user values."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mpitune.errors import SpecError
+from mpitune.space import RESERVED_NAMES, Categorical, Constant, Integer, Real, Space
+
+ONE_MINUS = np.nextafter(1.0, 0.0)
+
+
+def grid(n: int) -> np.ndarray:
+    """``n`` evenly spread cell centres of [0, 1) plus both extreme unit values."""
+    return np.concatenate([[0.0, ONE_MINUS], (np.arange(n) + 0.5) / n])
+
+
+def column(dim, u) -> np.ndarray:
+    """Map a 1-d unit array through one dimension inside a one-dimension space."""
+    space = Space({"p": dim})
+    return space.columns(np.asarray(u, dtype=float).reshape(-1, 1))[0]
+
+
+# ---- Real ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("low, high", [(-5.0, 10.0), (0.0, 1.0), (-1e-9, 1e-9), (3, 7),
+                                       (-1e6, -1e3)])
+def test_real_linear_within_bounds_and_endpoints(low, high):
+    values = column(Real(low, high), grid(1000))
+    assert values.dtype == np.float64
+    assert values.min() >= low and values.max() <= high
+    assert column(Real(low, high), [0.0])[0] == low
+    top = column(Real(low, high), [ONE_MINUS])[0]
+    assert top <= high and math.isclose(top, high, rel_tol=1e-12, abs_tol=1e-12 * abs(high - low))
+    middle = column(Real(low, high), [0.5])[0]
+    assert math.isclose(middle, (low + high) / 2, rel_tol=1e-12, abs_tol=1e-15)
+
+
+def test_real_linear_is_uniform():
+    values = column(Real(10.0, 20.0), grid(10_000)[2:])
+    counts, _ = np.histogram(values, bins=10, range=(10.0, 20.0))
+    assert counts.min() >= 990 and counts.max() <= 1010
+
+
+@pytest.mark.parametrize("low, high", [(1e-3, 1.0), (0.5, 2.0), (1.0, 1e6), (3e-4, 0.3)])
+def test_real_log_within_bounds_and_log_uniform(low, high):
+    u = grid(1000)[2:]  # interior points; the endpoints have their own tests
+    values = column(Real(low, high, log=True), u)
+    assert values.min() >= low and values.max() <= high
+    # log-uniform: log(value) is linear in u
+    expected = np.log(low) + u * (np.log(high) - np.log(low))
+    np.testing.assert_allclose(np.log(values), expected, rtol=1e-12, atol=1e-12)
+    top = column(Real(low, high, log=True), [ONE_MINUS])[0]
+    assert top <= high and math.isclose(top, high, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("low, high", [(1e-5, 1e-1), (1e-5, 1e3), (1e-8, 1.0)])
+def test_bug_real_log_lower_endpoint_not_below_low(low, high):
+    """BUG (space.py, Real.to_user): only the upper end is clamped (np.minimum(..., high)),
+    and exp(log(low)) rounds below ``low`` for e.g. low=1e-5 (the quickstart's lr), so the
+    unit value 0 (the first point of an unscrambled Sobol sequence) gives a value outside
+    the declared bounds."""
+    value = column(Real(low, high, log=True), [0.0])[0]
+    assert low <= value <= high, f"Real({low}, {high}, log=True) gave {value!r} for u=0"
+
+
+# ---- Integer -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("low, high, step, expected", [
+    (1, 8, 1, list(range(1, 9))),
+    (0, 10, 3, [0, 3, 6, 9]),
+    (-5, 5, 5, [-5, 0, 5]),
+    (2, 3, 1, [2, 3]),
+    (-10, 20, 7, [-10, -3, 4, 11, 18]),
+])
+def test_integer_linear_covers_every_value_uniformly(low, high, step, expected):
+    dim = Integer(low, high, step=step)
+    assert dim.size == len(expected)
+    values = column(dim, grid(200 * len(expected)))
+    assert values.dtype.kind == "i"
+    assert sorted(set(values.tolist())) == expected
+    # cell centres -> exactly uniform; the two extra endpoint values are the extremes
+    counts = {v: int((values == v).sum()) for v in expected}
+    assert counts[expected[0]] == 201 and counts[expected[-1]] == 201
+    assert all(counts[v] == 200 for v in expected[1:-1])
+
+
+def test_integer_linear_random_is_roughly_uniform():
+    rng = np.random.default_rng(0)
+    values = column(Integer(0, 9), rng.random(100_000))
+    counts = np.bincount(values, minlength=10)
+    assert len(counts) == 10
+    assert counts.min() > 9_400 and counts.max() < 10_600
+
+
+@pytest.mark.parametrize("low, high", [(1, 100), (1, 2), (3, 17), (10, 1000), (11, 20)])
+def test_integer_log_covers_every_value_and_only_those(low, high):
+    values = column(Integer(low, high, log=True), grid(200_000))
+    assert values.min() == low and values.max() == high
+    assert sorted(set(values.tolist())) == list(range(low, high + 1))
+    # log-uniform: small values are more frequent than large ones
+    counts = np.bincount(values - low)
+    assert counts[0] >= counts[-1]
+
+
+def test_integer_log_frequencies_follow_log_cells():
+    dim = Integer(1, 64, log=True)
+    values = column(dim, grid(640_000)[2:])
+    counts = np.bincount(values, minlength=65)[1:]
+    lo, hi = math.log(0.5), math.log(64.5)
+    expected = [(math.log(v + 0.5) - math.log(max(v - 0.5, 0.5))) / (hi - lo) * 640_000
+                for v in range(1, 65)]
+    np.testing.assert_allclose(counts, expected, rtol=0.01, atol=2)
+
+
+# ---- Categorical ---------------------------------------------------------------------
+
+
+MIXED = [1, "a", None, [1, 2], {"k": [1, {"z": None}]}, 2.5, True, "1"]
+
+
+def test_categorical_returns_the_choice_objects_uniformly():
+    values = column(Categorical(MIXED), grid(100 * len(MIXED))[2:])
+    assert values.shape == (100 * len(MIXED),)
+    for i, choice in enumerate(MIXED):
+        block = values[100 * i: 100 * (i + 1)].tolist()
+        assert all(type(v) is type(choice) and v == choice for v in block), (i, choice)
+
+
+@pytest.mark.parametrize("choices", [[[1, 2], [3, 4]], [[1, 2], [3, 4], [5, 6]], [[]],
+                                     [{"a": 1}], [(1, 2), (3, 4)], ["x"]])
+def test_categorical_list_like_choices_are_not_broadcast(choices):
+    values = column(Categorical(choices), grid(10 * len(choices))[2:]).tolist()
+    expected = [list(c) if isinstance(c, tuple) else c for c in choices]
+    assert [v if not isinstance(v, tuple) else list(v) for v in values[::10]] == expected
+
+
+def test_categorical_endpoints():
+    assert column(Categorical(["a", "b", "c"]), [0.0, ONE_MINUS, 1.0]).tolist() == \
+        ["a", "c", "c"]
+
+
+# ---- Space: rows, round trip ---------------------------------------------------------
+
+
+@pytest.fixture
+def space() -> Space:
+    return Space({
+        "x": Real(-5.0, 10.0),
+        "lr": Real(1e-4, 1e-1, log=True),
+        "layers": Integer(1, 8),
+        "width": Integer(16, 512, log=True),
+        "batch": Integer(8, 64, step=8),
+        "act": Categorical(["relu", "tanh", "gelu"]),
+        "mixed": Categorical(MIXED),
+        "flag": Categorical([True, False]),
+        "epochs": 5,
+        "name": Constant("run"),
+    })
+
+
+def test_space_dimensions_and_constants(space):
+    assert space.names == ["x", "lr", "layers", "width", "batch", "act", "mixed", "flag"]
+    assert space.ndim == 8
+    assert space.constants == {"epochs": 5, "name": "run"}
+
+
+def test_rows_give_plain_python_types(space):
+    unit = np.random.default_rng(1).random((200, space.ndim))
+    rows = space.rows(unit)
+    assert len(rows) == 200
+    for row in rows:
+        assert len(row) == space.ndim
+        x, lr, layers, width, batch, act, mixed, flag = row
+        assert type(x) is float and -5.0 <= x <= 10.0
+        assert type(lr) is float and 1e-4 <= lr <= 1e-1
+        assert type(layers) is int and 1 <= layers <= 8
+        assert type(width) is int and 16 <= width <= 512
+        assert type(batch) is int and batch in range(8, 65, 8)
+        assert type(act) is str and act in ("relu", "tanh", "gelu")
+        assert any(type(mixed) is type(c) and mixed == c for c in MIXED)
+        assert type(flag) is bool
+    # the rows must survive a JSON round trip unchanged (they travel in messages/files)
+    assert json.loads(json.dumps(rows)) == [list(r) for r in rows]
+
+
+def test_rows_of_space_without_dimensions():
+    s = Space({"a": 1, "b": Constant([1, 2])})
+    assert s.ndim == 0 and s.names == []
+    assert s.rows(np.empty((3, 0))) == [(), (), ()]
+
+
+def test_to_unit_of_to_user_lands_in_the_same_cell(space):
+    unit = np.random.default_rng(2).random((500, space.ndim))
+    unit[0] = 0.0
+    unit[1] = ONE_MINUS
+    rows = space.rows(unit)
+    params = [dict(zip(space.names, r)) for r in rows]
+    back = space.to_unit(params)
+    assert back.shape == unit.shape
+    assert np.all((back >= 0.0) & (back <= 1.0))
+    assert space.rows(back) == rows
+    # reals land (almost) on the same point
+    np.testing.assert_allclose(back[:, 0], unit[:, 0], atol=1e-12)
+    np.testing.assert_allclose(back[:, 1], unit[:, 1], atol=1e-9)
+    # cell centres for discrete dimensions: mapping twice is a fixed point
+    np.testing.assert_allclose(space.to_unit([dict(zip(space.names, r))
+                                              for r in space.rows(back)]), back)
+
+
+def test_to_unit_missing_parameter_names_it(space):
+    params = dict(zip(space.names, space.rows(np.full((1, space.ndim), 0.5))[0]))
+    del params["width"]
+    with pytest.raises(SpecError, match="width"):
+        space.to_unit([params])
+
+
+# ---- validation ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dim, fragment", [
+    (Real(1.0, 1.0), "low must be < high"),
+    (Real(2.0, 1.0), "low must be < high"),
+    (Real(0.0, 1.0, log=True), "log"),
+    (Real(-1.0, 1.0, log=True), "log"),
+    (Real(0.0, math.inf), "finite"),
+    (Real(math.nan, 1.0), ""),
+    (Real("0", 1.0), "number"),
+    (Real(True, 2.0), "number"),
+    (Real(0.0, 1.0, log="yes"), "log"),
+    (Integer(5, 5), "low must be < high"),
+    (Integer(5, 1), "low must be < high"),
+    (Integer(0, 10, log=True), "log"),
+    (Integer(1, 10, step=2, log=True), "step"),
+    (Integer(0, 10, step=0), "step"),
+    (Integer(0, 10, step=-1), "step"),
+    (Integer(0.0, 10), "int"),
+    (Integer(0, 10.5), "int"),
+    (Integer(0, 10, step=1.5), "int"),
+    (Integer(False, 10), "int"),
+    (Categorical([]), "at least one"),
+    (Categorical(["a", "b", "a"]), "distinct"),
+    (Categorical([{"a": 1, "b": 2}, {"b": 2, "a": 1}]), "distinct"),
+    (Categorical([1, object()]), "JSON"),
+    (Categorical([1.0, math.nan]), "JSON"),
+    (Categorical("abc"), "list"),
+    (Categorical({"a", "b"}), "list"),
+])
+def test_invalid_dimension_raises_spec_error_naming_the_parameter(dim, fragment):
+    with pytest.raises(SpecError) as info:
+        Space({"ok": Real(0, 1), "bad_param": dim})
+    message = str(info.value)
+    assert "bad_param" in message
+    assert fragment in message
+
+
+@pytest.mark.parametrize("cls", [Real, Integer, Categorical, Constant])
+def test_class_instead_of_instance_names_the_parameter(cls):
+    with pytest.raises(SpecError, match=rf"'my_param'.*{cls.__name__}\(\.\.\.\)"):
+        Space({"my_param": cls})
+
+
+@pytest.mark.parametrize("value", [object(), {1, 2}, lambda: 1, math.nan, b"bytes"])
+def test_unknown_object_names_the_parameter(value):
+    with pytest.raises(SpecError, match="'strange'"):
+        Space({"strange": value})
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED_NAMES))
+def test_reserved_names_are_refused(name):
+    for dim in (Real(0, 1), 3):
+        with pytest.raises(SpecError, match=f"'{name}'.*reserved"):
+            Space({name: dim})
+
+
+@pytest.mark.parametrize("name", ["", "1x", "a-b", "a b", 3])
+def test_non_identifier_names_are_refused(name):
+    with pytest.raises(SpecError, match="identifier"):
+        Space({name: Real(0, 1)})
+
+
+@pytest.mark.parametrize("definition", [{}, [], None, "x"])
+def test_empty_or_non_dict_space(definition):
+    with pytest.raises(SpecError, match="non-empty dict"):
+        Space(definition)
+
+
+def test_bug_shared_dimension_object_keeps_both_names():
+    """BUG (space.py, Space.__init__: ``dim.name = name``): the Dimension object itself is
+    renamed, so one object used for two parameters (``r = Real(0, 1); {"x": r, "y": r}``)
+    gives ``names == ["y", "y"]`` and the objective never receives ``x``. Fix: store a copy
+    (``dim = copy.copy(dim)``) before setting its name."""
+    r = Real(0.0, 1.0)
+    s = Space({"x": r, "y": r})
+    assert s.names == ["x", "y"]
+    assert [d["name"] for d in json.loads(s.to_json())["dimensions"]] == ["x", "y"]
+
+
+def test_bug_building_a_second_space_does_not_rename_the_first():
+    """BUG (space.py, Space.__init__: ``dim.name = name``): reusing a Dimension object in a
+    second Space renames it inside the first one too, so the first space's to_json (stored
+    in the results file) silently changes. Fix: copy the dimension before naming it."""
+    r = Integer(1, 8)
+    first = Space({"layers": r})
+    before = first.to_json()
+    Space({"depth": r})
+    assert first.to_json() == before
+
+
+# ---- JSON and diff -------------------------------------------------------------------
+
+
+def test_to_json_from_json_round_trip_keeps_order_and_values(space):
+    text = space.to_json()
+    again = Space.from_json(text)
+    assert again.names == space.names
+    assert again.constants == space.constants
+    assert again.to_json() == text
+    assert space.diff(again) == ""
+    assert [type(d) for d in again.dims] == [type(d) for d in space.dims]
+    unit = np.random.default_rng(3).random((50, space.ndim))
+    assert again.rows(unit) == space.rows(unit)
+
+
+def test_to_json_is_canonical():
+    a = Space({"x": Real(1, 10), "n": Integer(1, 4)})
+    b = Space({"x": Real(1.0, 10.0), "n": Integer(1, 4, step=1)})
+    assert a.to_json() == b.to_json()
+
+
+def test_space_from_space_copies_definition(space):
+    again = Space(space)
+    assert again.to_json() == space.to_json()
+
+
+def test_diff_names_added_removed_and_changed():
+    old = Space({"x": Real(0, 1), "n": Integer(1, 4), "c": Categorical(["a", "b"]),
+                 "k": 1})
+    new = Space({"x": Real(0, 2), "c": Categorical(["a", "b"]), "m": Integer(1, 4),
+                 "k": 2})
+    text = old.diff(new)
+    assert "'n' was removed" in text
+    assert "'m' was added" in text
+    assert "'x' changed" in text
+    assert "'k' changed" in text
+    assert "'c'" not in text
+    assert new.diff(old) != "" and "'m' was removed" in new.diff(old)
+
+
+def test_diff_detects_order_change_and_log_flag():
+    a = Space({"x": Real(1, 2), "y": Real(1, 2)})
+    b = Space({"y": Real(1, 2), "x": Real(1, 2)})
+    assert "order" in a.diff(b)
+    c = Space({"x": Real(1, 2, log=True), "y": Real(1, 2)})
+    assert "'x' changed" in a.diff(c)
+    assert a.diff(Space({"x": Real(1, 2), "y": Real(1, 2)})) == ""
+
+
+def test_diff_constant_becoming_dimension():
+    a = Space({"x": Real(0, 1), "e": 5})
+    b = Space({"x": Real(0, 1), "e": Integer(1, 5)})
+    text = a.diff(b)
+    assert "'e'" in text and text != ""
