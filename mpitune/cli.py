@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     for f in dataclasses.fields(Settings):
         flag = "--" + f.name.replace("_", "-")
         kind = field_type(f)
-        help_text = f"{f.metadata['help']} (default: {f.default!r})"
+        help_text = f.metadata["help"]
+        if "default" not in help_text:
+            help_text += f" (default: {f.default!r})"
         if kind is bool:
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                            default=None, help=help_text)
@@ -85,10 +87,11 @@ def show(argv: list[str]) -> int:
         params = {n: r[n][i].item() if hasattr(r[n][i], "item") else r[n][i]
                   for n in r.space.names}
         print(f"  trial {i:6d}  value {r['value'][i]:.8g}  {format_params(params)}")
-    failed = np.flatnonzero(r["state"] == "failed")
-    if len(failed):
-        last = r["error"][failed[0]].strip().splitlines()
-        print(f"{len(failed)} failed; first (trial {failed[0]}): {last[-1] if last else ''}")
+    for state in ("failed", "timeout"):
+        hit = np.flatnonzero(r["state"] == state)
+        if len(hit):
+            last = r["error"][hit[0]].strip().splitlines()
+            print(f"{len(hit)} {state}; first (trial {hit[0]}): {last[-1] if last else ''}")
     return 0
 
 
@@ -116,7 +119,13 @@ def run_cli(argv: list[str]) -> int:
     options: dict = {}
 
     def prepare():
+        from .space import Space
+
         spec = load_spec(spec_path)
+        try:
+            Space(spec.space)
+        except SpecError as e:
+            raise SpecError(f"spec file '{spec_path}': {e}") from None
         settings = Settings().replace(**spec.settings).replace(**options)
         if rank == 0:
             from .progress import log

@@ -82,7 +82,7 @@ class Master:
                 if self.hungry and self.stopping is None:
                     self._feed()
                 self.store.tick(now)
-                self.progress.tick(now, self.n_outstanding)
+                self.progress.tick(now, self.workers)
                 if messages or busy:
                     backoff.reset()
                 else:
@@ -93,11 +93,11 @@ class Master:
         lost = [n for r in abandoned for n in self.workers[r].outstanding]
         if lost:
             self.store.record({"k": "I", "n": sorted(lost)})
+        if self.table.n_finished >= self.settings.max_trials:
+            return "complete", EXIT_COMPLETE  # also when a signal came after the last trial
         if self.signals:
             return f"stopped by {self.signals[0]}", EXIT_STOPPED
-        if self.table.n_finished < self.settings.max_trials:
-            return self.stop_reason or "stopped", EXIT_STOPPED
-        return "complete", EXIT_COMPLETE
+        return self.stop_reason or "stopped", EXIT_STOPPED
 
     def _check_stop(self, now: float) -> bool:
         """Start, escalate or finish a stop; True when the loop must end now."""
@@ -194,7 +194,7 @@ class Master:
         self.mean_duration = span if self.mean_duration is None else (
             0.7 * self.mean_duration + 0.3 * span)
         for number, text in errors.items():
-            self.progress.failure(number, text)
+            self.progress.failure(number, int(self.table.state.data[number]), text)
 
     # ---- handing out trials ---------------------------------------------------------
     def _target(self) -> int:

@@ -46,13 +46,17 @@ class Progress:
         params.update(self.space.constants)
         return number, float(self.table.value.data[number]), params
 
-    def line(self, now: float, running: int) -> str:
+    def line(self, now: float, workers: dict) -> str:
         t = self.table
+        running = sum(1 for w in workers.values() if w.outstanding)
+        queued = sum(len(w.outstanding) for w in workers.values()) - running
         counts = np.bincount(t.state.data, minlength=len(STATES))
         done = t.n_finished
         rate = (done - self._last_done) / max(now - self._last_time, 1e-9)
         self._last_time, self._last_done = now, done
         parts = [f"{done}/{self.max_trials} done", f"{running} running"]
+        if queued:
+            parts.append(f"{queued} queued")
         for code in (FAILED, PRUNED, TIMEOUT):
             if counts[code]:
                 parts.append(f"{counts[code]} {STATES[code]}")
@@ -63,18 +67,18 @@ class Progress:
         parts.append(f"elapsed {_clock(now - self.started)}")
         return " | ".join(parts)
 
-    def tick(self, now: float, running: int) -> None:
+    def tick(self, now: float, workers: dict) -> None:
         if now >= self._next:
-            log(self.line(now, running))
+            log(self.line(now, workers))
             self._next = now + self.interval
 
-    def failure(self, number: int, text: str) -> None:
+    def failure(self, number: int, state: int, text: str) -> None:
         """Show the first few failures as one line each; the rest are only counted."""
         if self.failures_shown < MAX_FAILURE_LINES:
             first = text.strip().splitlines()[0] if text.strip() else "(no message)"
             last = text.strip().splitlines()[-1] if text.strip() else ""
             detail = first if first.endswith(last) else f"{first} ... {last}"
-            log(f"trial {number} failed: {detail}")
+            log(f"trial {number} {'timed out' if state == TIMEOUT else 'failed'}: {detail}")
             self.failures_shown += 1
             if self.failures_shown == MAX_FAILURE_LINES:
                 log("further failures are only counted; tracebacks are in the results file")
@@ -90,6 +94,9 @@ class Progress:
         best = self.best()
         if best is not None:
             log(f"best value {best[1]:.10g} at trial {best[0]}: {format_params(best[2])}")
+        elif t.n_finished:
+            log(f"warning: no trial completed; see the errors with: python -m mpitune show "
+                f"{path}")
 
 
 def _clock(seconds: float) -> str:
