@@ -1,8 +1,10 @@
-"""Tune a scikit-learn neural network on the digits data set, epoch by epoch.
+r"""Tune a scikit-learn neural network on the digits data set, epoch by epoch.
 
     pip install ".[mpich,sklearn]"                                # once, in your venv
     mpiexec -n 3 python -m mpitune examples/train_sklearn.py      # 1 master + 2 workers
     python -m mpitune show sklearn_digits.h5                      # the best trials
+    mpiexec -n 3 python -m mpitune examples/train_sklearn.py --pruner asha --max-resource 12 \
+        --storage pruned.h5                                       # stop poor trials early
 
 Each trial trains an :class:`~sklearn.neural_network.MLPClassifier` one epoch at a time
 with ``partial_fit``, reports the validation loss after every epoch with

@@ -110,6 +110,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def run_cli(argv: list[str]) -> int:
+    from . import stopsignals
+
+    stopsignals.record_early()  # a scancel during start-up must not kill a rank
     from mpi4py import MPI
 
     from .session import execute

@@ -21,13 +21,18 @@ STALE_AFTER = 120.0
 
 
 def _pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs on this host (a zombie, killed but not yet reaped, is dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
 
 
 class FileLock:

@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 
 from . import protocol as P
+from . import stopsignals
 from .errors import MpituneError
 from .progress import Progress, log
 from .settings import Settings
@@ -29,7 +30,6 @@ MAX_CHUNK = 4096
 SLOW_TRIAL = 1.0  # seconds; slower trials get no queued successor (freshest suggestions)
 STOP_MARGIN = 1.0  # seconds past the grace period before stuck workers are abandoned
 EXIT_COMPLETE, EXIT_STOPPED = 0, 75
-_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
 
 
 @dataclass
@@ -246,14 +246,11 @@ class Master:
             self.inline.interrupt(len(self.signals), self.settings.grace_period)
 
     def _install_signals(self) -> dict:
-        previous = {}
-        for name in _SIGNALS:
-            sig = getattr(signal, name, None)
-            if sig is not None:
-                previous[sig] = signal.signal(sig, self._on_signal)
-        return previous
+        """Handle stop signals from here on; take over those that came during start-up."""
+        self.signals.extend(stopsignals.received)
+        stopsignals.received.clear()
+        return stopsignals.install(self._on_signal)
 
     @staticmethod
     def _restore_signals(previous: dict) -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        stopsignals.restore(previous)

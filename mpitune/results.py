@@ -7,6 +7,7 @@ written since, without taking the lock or writing anything.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,12 +110,23 @@ def results_from_table(path: str, meta: Meta, table: TrialTable) -> Results:
 def load(path: str) -> Results:
     """Load a results file (also while a search is writing it)."""
     last_error = None
-    for _ in range(5):  # a snapshot may replace the file between our two reads; retry
+    for _ in range(20):  # a snapshot may replace the file while we read; then read again
+        before = _identity(path)
         try:
             meta, table = read_state(path)
-            return results_from_table(path, meta, table)
         except StorageError as e:
             last_error = e
             if "cannot be replayed" not in str(e):
                 raise
-    raise last_error
+            continue
+        if _identity(path) == before:
+            return results_from_table(path, meta, table)
+    raise last_error or StorageError(f"'{path}' kept changing while it was read; try again")
+
+
+def _identity(path: str) -> tuple:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return ()
+    return st.st_ino, st.st_mtime_ns, st.st_size

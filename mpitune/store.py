@@ -134,9 +134,10 @@ class Store:
         return store
 
     def record(self, event: dict) -> None:
-        """Journal one event and apply it to the table."""
-        self.journal.log(event)
+        """Apply one event to the table, then journal it (an event that cannot be applied
+        never reaches the journal, so a replay cannot fail on it)."""
         self.table.apply(event)
+        self.journal.log(event)
 
     def tick(self, now: float) -> None:
         """Do whatever I/O is due; cheap when nothing is."""

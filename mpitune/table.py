@@ -148,7 +148,8 @@ class TrialTable:
         replaying a journal rebuilds exactly the table that the run had in memory."""
         kind = event["k"]
         if kind == "A":  # new trials, numbered from n0, with their unit-cube points
-            unit = np.asarray(event["u"], dtype=np.float64).reshape(-1, self.ndim)
+            unit = np.asarray(event["u"], dtype=np.float64).reshape(len(event["u"]),
+                                                                    self.ndim)
             if event["n0"] != self.n:
                 raise ValueError(f"journal adds trial {event['n0']} but the table has "
                                  f"{self.n} trials")

@@ -1,0 +1,196 @@
+"""End to end: ``mpitune.run`` from a user's script under mpiexec, and
+``python -m mpitune show``."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from conftest import error_lines, write_spec
+
+import mpitune
+
+SCRIPT = '''
+import json
+import sys
+
+from mpi4py import MPI
+
+import mpitune
+from mpitune import Categorical, Integer, Real
+
+SPACE = {"x": Real(-3.0, 3.0), "n": Integer(1, 10), "c": Categorical(["a", "b"]), "k": 5}
+
+
+def objective(params, trial):
+    assert params["k"] == 5
+    trial.report(0, params["x"])
+    return {"value": (params["x"] - 1.0) ** 2 + 0.01 * params["n"], "twice": 2 * params["x"]}
+
+
+def say(**info):
+    print("RESULT " + json.dumps(info), flush=True)
+
+
+def describe(r, rank, label):
+    if r is None:
+        say(label=label, rank=rank, type="None")
+    else:
+        say(label=label, rank=rank, type=type(r).__name__, n=len(r), status=r.status,
+            complete=r.complete, best=r.best["number"], value=r.best["value"],
+            params=r.best["params"], values=r["value"].tolist())
+
+
+mode, storage = sys.argv[1], sys.argv[2]
+world = MPI.COMM_WORLD
+if mode == "plain":
+    r = mpitune.run(objective, SPACE, max_trials=int(sys.argv[3]), storage=storage,
+                    progress_interval=0, seed=4)
+    describe(r, world.rank, "plain")
+elif mode == "twice":  # a second search in the same processes resumes the first
+    r = mpitune.run(objective, SPACE, max_trials=10, storage=storage, seed=4)
+    describe(r, world.rank, "first")
+    r = mpitune.run(objective, SPACE, max_trials=25, storage=storage)
+    describe(r, world.rank, "second")
+elif mode == "split":  # two searches side by side on sub-communicators
+    color = 0 if world.rank < 3 else 1
+    sub = world.Split(color, world.rank)
+    r = mpitune.run(objective, SPACE, comm=sub, max_trials=15 + 5 * color,
+                    storage=f"{storage}.{color}.h5", seed=color)
+    describe(r, world.rank, f"group{color}")
+    sub.Free()
+elif mode == "bad":
+    try:
+        r = mpitune.run(objective, SPACE, max_trials=-1, storage=storage)
+    except mpitune.SpecError as e:
+        say(label="caught", rank=world.rank, type="SpecError", message=str(e))
+    else:
+        describe(r, world.rank, "bad")
+'''
+
+
+def results_of(res) -> list[dict]:
+    return [json.loads(line[len("RESULT "):]) for line in res.stdout.splitlines()
+            if line.startswith("RESULT ")]
+
+
+@pytest.mark.parametrize("ranks", [3, None])
+def test_run_from_script(tmp_path, run, ranks):
+    script = write_spec(tmp_path, SCRIPT, "search.py")
+    res = run(ranks, [script, "plain", "script.h5", 30], module=False)
+    assert res.returncode == 0, res.describe()
+    out = sorted(results_of(res), key=lambda x: x["rank"])
+    assert len(out) == (ranks or 1), res.describe()
+    head, workers = out[0], out[1:]
+    assert head["rank"] == 0 and head["type"] == "Results"
+    assert head["n"] == 30 and head["status"] == "complete" and head["complete"] is True
+    assert head["params"]["k"] == 5
+    assert all(w["type"] == "None" for w in workers)
+    r = mpitune.load(str(tmp_path / "script.h5"))
+    assert len(r) == 30 and r.complete
+    np.testing.assert_array_equal(r["value"], head["values"])
+    assert r.best["number"] == head["best"]
+    np.testing.assert_allclose(r["twice"], 2 * r["x"])
+    assert len(r.curves["trial"]) == 30
+
+
+def test_run_twice_in_one_script_resumes(tmp_path, run):
+    script = write_spec(tmp_path, SCRIPT, "search.py")
+    res = run(3, [script, "twice", "twice.h5"], module=False)
+    assert res.returncode == 0, res.describe()
+    out = results_of(res)
+    first = [o for o in out if o["label"] == "first" and o["rank"] == 0][0]
+    second = [o for o in out if o["label"] == "second" and o["rank"] == 0][0]
+    assert first["n"] == 10 and second["n"] == 25
+    assert second["values"][:10] == first["values"]
+    assert sorted(o["type"] for o in out if o["rank"] != 0) == ["None"] * 4
+
+
+def test_run_on_sub_communicators(tmp_path, run):
+    script = write_spec(tmp_path, SCRIPT, "search.py")
+    res = run(5, [script, "split", "split"], module=False)
+    assert res.returncode == 0, res.describe()
+    out = {o["rank"]: o for o in results_of(res)}
+    assert sorted(out) == [0, 1, 2, 3, 4]
+    assert out[0]["type"] == "Results" and out[0]["n"] == 15  # rank 0 of group 0
+    assert out[3]["type"] == "Results" and out[3]["n"] == 20  # rank 0 of group 1
+    assert {out[r]["type"] for r in (1, 2, 4)} == {"None"}
+    a = mpitune.load(str(tmp_path / "split.0.h5"))
+    b = mpitune.load(str(tmp_path / "split.1.h5"))
+    assert len(a) == 15 and len(b) == 20 and a.complete and b.complete
+    assert set(a["worker"].tolist()) <= {1, 2} and set(b["worker"].tolist()) == {1}
+
+
+def test_run_bad_setting(tmp_path, run):
+    script = write_spec(tmp_path, SCRIPT, "search.py")
+    # serially: a catchable SpecError
+    res = run(None, [script, "bad", "bad.h5"], module=False)
+    assert res.returncode == 0, res.describe()
+    out = results_of(res)
+    assert out and out[0]["type"] == "SpecError" and "max_trials" in out[0]["message"]
+    # under MPI: one error line from rank 0 and exit status 2, no hang
+    res = run(3, [script, "bad", "bad.h5"], module=False, timeout=30)
+    assert res.returncode == 2, res.describe()
+    lines = error_lines(res.stderr)
+    assert len(lines) == 1 and "max_trials" in lines[0], res.describe()
+    assert not (tmp_path / "bad.h5").exists()
+
+
+SHOW_SPEC = '''
+from mpitune import Categorical, Integer, Real
+
+space = {"x": Real(-1.0, 1.0), "n": Integer(1, 4), "c": Categorical(["p", "q"])}
+
+
+def objective(params, trial):
+    if params["n"] == 4 and params["c"] == "q":
+        raise ValueError("n=4 with q is not allowed")
+    return params["x"] + params["n"]
+'''
+
+
+def trial_lines(stdout: str) -> list[tuple[int, float]]:
+    return [(int(m.group(1)), float(m.group(2)))
+            for m in re.finditer(r"^\s+trial\s+(\d+)\s+value\s+(\S+)", stdout, re.M)]
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_show_prints_the_best_trials(tmp_path, run, direction):
+    spec = write_spec(tmp_path, SHOW_SPEC)
+    res = run(3, [spec, "--max-trials", 40, "--storage", "r.h5", "--seed", 2,
+                  "--direction", direction])
+    assert res.returncode == 0, res.describe()
+    r = mpitune.load(str(tmp_path / "r.h5"))
+    best = r.best
+    show = run(None, ["show", "r.h5"])
+    assert show.returncode == 0, show.describe()
+    out = show.stdout
+    counts = f"{(r['state'] == 'complete').sum()} complete"
+    assert "r.h5" in out and "40 trials" in out and counts in out
+    assert f"direction: {direction}" in out and "search complete" in out
+    assert f"seed: {r.seed}" in out
+    lines = trial_lines(out)
+    assert len(lines) == 10
+    assert lines[0][0] == best["number"]
+    assert lines[0][1] == pytest.approx(best["value"], rel=1e-7)
+    values = [v for _, v in lines]
+    assert values == sorted(values, reverse=direction == "maximize")
+    first = out[out.index(f"trial {best['number']:6d}"):].splitlines()[0]
+    assert f"c='{best['params']['c']}'" in first and f"n={best['params']['n']}" in first
+    failed = int((r["state"] == "failed").sum())
+    if failed:
+        assert f"{failed} failed" in out and "n=4 with q is not allowed" in out
+
+    top = run(None, ["show", "r.h5", "--top", "3"])
+    assert top.returncode == 0 and len(trial_lines(top.stdout)) == 3
+
+
+def test_show_errors(tmp_path, run):
+    res = run(None, ["show", "absent.h5"])
+    assert res.returncode == 3, res.describe()
+    lines = error_lines(res.stderr)
+    assert len(lines) == 1 and "absent.h5" in lines[0]
+    res = run(None, ["show"])
+    assert res.returncode != 0
