@@ -284,9 +284,6 @@ class FileTouched(AssertionError):
     pass
 
 
-@pytest.mark.xfail(strict=True, raises=FileTouched,
-                   reason="mpitune bug: rank 0 opens the store (snapshot rewritten, journal "
-                          "created) before it knows that every worker loaded the spec")
 def test_worker_only_failure_leaves_existing_file_untouched(tmp_path, run, pristine):
     """README: 'Nothing is written before the spec, space, settings and existing file have
     all been checked'. A spec that fails on one worker is a failed start too."""
