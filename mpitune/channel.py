@@ -32,7 +32,10 @@ class MPIChannel:
         MPI, comm, status = self._MPI, self.comm, self._status
         src = MPI.ANY_SOURCE if source is None else source
         out = []
-        while len(out) < limit and comm.iprobe(src, MPI.ANY_TAG, status):
+        # MPICH often reports a message that has just arrived only on the second probe
+        # (the first one drives progress): probe twice before concluding there is none.
+        while len(out) < limit and (comm.iprobe(src, MPI.ANY_TAG, status)
+                                    or comm.iprobe(src, MPI.ANY_TAG, status)):
             s, t = status.Get_source(), status.Get_tag()
             out.append((s, t, comm.recv(source=s, tag=t)))
         return out
@@ -50,6 +53,7 @@ class LocalChannel:
         self.rank = rank
         self.inbox: deque = deque()
         self.peer: LocalChannel | None = None
+        self.pump = None  # called before each fetch: lets the peer answer in the meantime
 
     @classmethod
     def pair(cls, rank_a: int = 0, rank_b: int = 1) -> tuple[LocalChannel, LocalChannel]:
@@ -61,6 +65,8 @@ class LocalChannel:
         self.peer.inbox.append((self.rank, tag, payload))
 
     def fetch(self, source: int | None = None, limit: int = 64) -> list[tuple[int, int, Any]]:
+        if self.pump is not None:
+            self.pump()
         out = []
         while self.inbox and len(out) < limit:
             out.append(self.inbox.popleft())

@@ -128,6 +128,12 @@ class Master:
     def _budget_left(self) -> int:
         return max(0, self.settings.max_trials - self.table.n_finished - self.n_outstanding)
 
+    def pump(self) -> None:
+        """Handle the messages that have arrived, nothing else (serial mode calls this
+        from inside the inline trial, so that reports are judged while it runs)."""
+        for source, tag, payload in self.channel.fetch():
+            self._handle(source, tag, payload)
+
     # ---- messages -------------------------------------------------------------------
     def _handle(self, source: int, tag: int, payload) -> None:
         w = self.workers[source]

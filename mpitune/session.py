@@ -8,7 +8,6 @@ rank 0 and a non-zero exit instead of leaving other ranks waiting (``MPI.Abort``
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sys
 import time
@@ -16,6 +15,7 @@ import traceback
 from typing import Callable
 
 from . import protocol as P
+from . import stopsignals
 from .errors import MpituneError
 from .gpu import bind, local_worker_index
 from .settings import Settings
@@ -119,8 +119,35 @@ def _bound(prepare: Prepare, index: int, bind_gpus: bool):
     return binding, objective, space, settings
 
 
+def _validate(prepare_result) -> None:
+    """Check the space and the settings (raises SpecError) without touching any file."""
+    from .space import Space
+
+    Space(prepare_result[1])
+    prepare_result[2].validate()
+
+
+def _await_workers(channel, n_workers: int) -> list:
+    """Wait until every worker has loaded the spec: return their READY messages, or raise
+    the first worker's error, before rank 0 writes anything."""
+    ready: list = []
+    backoff = P.Backoff()
+    while len(ready) < n_workers:
+        messages = channel.fetch()
+        for source, tag, payload in messages:
+            if tag == P.FATAL:
+                raise MpituneError(f"rank {source}: {payload}")
+            ready.append((source, tag, payload))
+        if messages:
+            backoff.reset()
+        else:
+            backoff.pause()
+    return ready
+
+
 def _open(prepare_result, n_workers: int, n_ranks: int):
     """Validate everything, then open the store: nothing is written before all checks."""
+    from .pruners import make_pruner
     from .samplers import make_sampler
     from .space import Space
     from .store import Store
@@ -134,7 +161,8 @@ def _open(prepare_result, n_workers: int, n_ranks: int):
     sampler.bind(space, store.meta.seed)
     suggester = Suggester(sampler, space, store.table, settings.batch_size or n_workers,
                           settings.direction)
-    return objective, space, settings, store, suggester
+    pruner = make_pruner(settings, store.table)  # rebuilt from the stored curves on resume
+    return objective, space, settings, store, suggester, pruner
 
 
 def _announce(store, space, settings, n_workers: int, sampler) -> None:
@@ -144,7 +172,9 @@ def _announce(store, space, settings, n_workers: int, sampler) -> None:
     resumed = (f"resuming {t.n_finished} finished trials, {len(_rerun(t))} to re-run"
                if t.n else "new search")
     log(f"{n_workers} worker(s), {settings.max_trials} trials to {settings.direction}, "
-        f"{space.ndim} parameter(s), sampler {sampler!r}, storage {settings.storage} "
+        f"{space.ndim} parameter(s), sampler {sampler!r}"
+        f"{'' if settings.pruner == 'none' else f', pruner {settings.pruner}'}, "
+        f"storage {settings.storage} "
         f"({resumed})")
 
 
@@ -178,14 +208,20 @@ def _master(comm, prepare: Prepare):
 
     channel = MPIChannel(comm)
     try:
-        objective, space, settings, store, suggester = _open(prepare(), comm.size - 1,
-                                                             comm.size)
+        prepared = prepare()
+        _validate(prepared)
+        ready = _await_workers(channel, comm.size - 1)
+        objective, space, settings, store, suggester, pruner = _open(
+            prepared, comm.size - 1, comm.size)
     except MpituneError as e:
         _print_error(str(e))
         _stop_workers(comm, channel, e.exit_code, P.STOP_END)
         return None, e.exit_code
     _announce(store, space, settings, comm.size - 1, suggester.sampler)
-    master = Master(channel, list(range(1, comm.size)), store, suggester, space, settings)
+    master = Master(channel, list(range(1, comm.size)), store, suggester, space, settings,
+                    pruner=pruner)
+    for message in ready:
+        master._handle(*message)
     try:
         results, code = _run_master(master, store, settings)
     except MpituneError as e:
@@ -208,31 +244,23 @@ def _serial(prepare: Prepare, bind_gpus: bool):
     from .worker import Worker
 
     binding, objective, space_def, settings = _bound(prepare, 0, bind_gpus)
-    objective, space, settings, store, suggester = _open((objective, space_def, settings), 1, 1)
+    objective, space, settings, store, suggester, pruner = _open(
+        (objective, space_def, settings), 1, 1)
     _announce(store, space, settings, 1, suggester.sampler)
     mine, theirs = LocalChannel.pair(0, 1)
     inline = Worker(theirs, objective, binding, socket.gethostname())
     inline.where = f"serial run on {inline.host}"
     inline.start()
-    master = Master(mine, [1], store, suggester, space, settings, inline=inline)
+    master = Master(mine, [1], store, suggester, space, settings, inline=inline, pruner=pruner)
+    theirs.pump = master.pump  # rank 0 answers while the inline trial runs, as under MPI
     return _run_master(master, store, settings)
-
-
-def _ignore_stop_signals() -> None:
-    """Workers leave SIGTERM, SIGINT and SIGUSR1 to rank 0, which stops the search in
-    order (mpiexec and srun deliver them to every rank at once); dying on them would make
-    the launcher kill rank 0 before it has written its last snapshot."""
-    for name in ("SIGTERM", "SIGINT", "SIGUSR1"):
-        sig = getattr(signal, name, None)
-        if sig is not None:
-            signal.signal(sig, lambda signum, frame: None)
 
 
 def _worker(comm, prepare: Prepare, index: int, bind_gpus: bool) -> None:
     from .channel import MPIChannel
     from .worker import Worker
 
-    _ignore_stop_signals()
+    stopsignals.record_early()  # rank 0 decides; a worker only notes stop signals
     channel = MPIChannel(comm)
     try:
         binding, objective, _, _ = _bound(prepare, index, bind_gpus)

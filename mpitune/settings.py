@@ -53,6 +53,18 @@ class Settings:
                                    "CUDA_VISIBLE_DEVICES")
     fsync: bool = _field(True, "fsync the journal every flush_interval (off: a node crash may "
                                 "lose recent trials; a killed job still loses nothing)")
+    pruner: Any = _field("none", "stop unpromising trials early from their trial.report() "
+                                 "curves: none, median, asha or hyperband (or a Pruner object "
+                                 "in the spec); non-finite reported values count as the worst")
+    min_resource: float = _field(1.0, "asha/hyperband: step of the first rung, where trials "
+                                      "are first compared")
+    max_resource: Optional[float] = _field(None, "asha/hyperband: the last step a full trial "
+                                                 "reports (hyperband needs it; default: "
+                                                 "unknown, rungs without end)")
+    reduction_factor: int = _field(3, "asha/hyperband: rungs at min_resource * "
+                                      "reduction_factor**k; the best 1/reduction_factor of "
+                                      "each rung go on")
+    warmup_steps: float = _field(0.0, "median: no trial is stopped at a step below this")
 
     def validate(self) -> Settings:
         """Check types and ranges; raise :class:`SpecError` naming setting and value."""
@@ -92,7 +104,26 @@ class Settings:
         from .samplers import check_sampler
 
         check_sampler(self.sampler)
+        self._validate_pruner(bad, is_int, is_num)
         return self
+
+    def _validate_pruner(self, bad, is_int, is_num) -> None:
+        from .pruners import check_pruner
+
+        check_pruner(self.pruner)
+        if not is_num(self.min_resource) or self.min_resource <= 0:
+            raise bad("min_resource", "must be a number > 0")
+        if self.max_resource is not None and (not is_num(self.max_resource)
+                                              or self.max_resource < self.min_resource):
+            raise bad("max_resource", f"must be None (unknown) or a number >= min_resource "
+                                      f"({self.min_resource:g})")
+        if self.pruner == "hyperband" and self.max_resource is None:
+            raise bad("max_resource", "pruner 'hyperband' needs it: set it to the last step "
+                                      "a full trial reports")
+        if not is_int(self.reduction_factor) or self.reduction_factor < 2:
+            raise bad("reduction_factor", "must be an integer >= 2")
+        if not is_num(self.warmup_steps) or self.warmup_steps < 0:
+            raise bad("warmup_steps", "must be a number >= 0")
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied; unknown names are an error."""
@@ -105,6 +136,8 @@ class Settings:
         data = dataclasses.asdict(self)
         if not isinstance(self.sampler, str):
             data["sampler"] = repr(self.sampler)
+        if not isinstance(self.pruner, str):
+            data["pruner"] = repr(self.pruner)
         return json.dumps(data, sort_keys=True)
 
 

@@ -96,7 +96,7 @@ class Worker:
             run_trial(self.objective, trial, self.outcomes, self.where, self.trial_timeout)
         finally:
             self.in_trial = False
-        self.decisions.pop(number, None)
+        self.decisions.clear()  # decisions only ever concern the trial that just ended
 
     def _send(self, tag: int) -> None:
         self.channel.post(0, tag, self.outcomes.payload())
