@@ -157,7 +157,8 @@ class Master:
             if all(x.ready for x in self.workers.values()):
                 self._log_workers()
             self._post(source, P.SETUP, (self.space.names, self.space.constants,
-                                         self.settings.trial_timeout))
+                                         self.settings.trial_timeout,
+                                         self.settings.grace_period))
             if self.stopping is None:
                 self.hungry.add(source)
             else:

@@ -4,9 +4,9 @@ Every message is a pickled Python object sent with ``comm.send``/``comm.isend`` 
 duplicate of the user's communicator. Payload shapes, by tag:
 
 * ``READY``   worker -> master: ``(host, gpu_id or "", device)`` once, after start-up.
-* ``SETUP``   master -> worker: ``(names, constants, trial_timeout)`` once, before any
-  trial: the parameter names in dimension order, the constant parameters, and the
-  per-trial time limit in seconds (or None).
+* ``SETUP``   master -> worker: ``(names, constants, trial_timeout, grace_period)`` once,
+  before any trial: the parameter names in dimension order, the constant parameters, the
+  per-trial time limit in seconds (or None), and the grace period after a stop signal.
 * ``TRIALS``  master -> worker: ``(numbers, rows)``, trials to run in order; ``rows[i]`` is a
   tuple of user values in the space's dimension order.
 * ``RESULTS`` worker -> master: ``(numbers, states, values, t_start, t_end, metrics, errors,

@@ -7,11 +7,14 @@ never wait for an answer; a pruning decision or a stop is picked up at the next 
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections import deque
 from typing import Callable
 
 from . import protocol as P
+from . import stopsignals
 from .errors import TrialInterrupted
 from .gpu import Binding
 from .trial import Outcomes, Trial, run_trial
@@ -34,6 +37,9 @@ class Worker:
         self.names: list[str] = []
         self.constants: dict = {}
         self.trial_timeout: float | None = None
+        self.grace = 5.0
+        self._signals = 0
+        self._interrupter: threading.Timer | None = None
         self.stop: str | None = None
         self.interrupt_at = float("inf")  # running trial is interrupted at a report after it
         self.in_trial = False
@@ -45,15 +51,49 @@ class Worker:
 
     def run(self) -> None:
         """Serve rank 0 until it says stop (MPI mode)."""
+        previous = self._watch_signals()
         self.start()
         backoff = P.Backoff()
-        while not self.done:
-            if self.step():
-                backoff.reset()
-            else:
+        try:
+            while not self.done:
+                if self.step():
+                    backoff.reset()
+                else:
+                    backoff.pause()
+            while self.channel.sending:  # let the last results leave before MPI finalises
                 backoff.pause()
-        while self.channel.sending:  # let the last results leave before MPI is finalised
-            backoff.pause()
+        finally:
+            if self._interrupter is not None:
+                self._interrupter.cancel()
+            stopsignals.restore(previous)
+
+    # ---- stop signals reach every rank: a trial that never reports is still stopped ----
+    def _watch_signals(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = stopsignals.install(self._on_stop_signal)
+        previous[signal.SIGUSR2] = signal.signal(signal.SIGUSR2, self._on_interrupt)
+        return previous
+
+    def _on_stop_signal(self, signum, frame) -> None:
+        """Rank 0 got the same signal and stops the search; if the running trial neither
+        ends nor reports within the grace period, interrupt it from here (SIGUSR2 to this
+        thread), so the worker can still say BYE instead of being killed."""
+        self._signals += 1
+        if self.stop is None:
+            self.stop = P.STOP_DRAIN
+        delay = self.grace if self._signals == 1 else 0.0
+        if self._interrupter is not None:
+            self._interrupter.cancel()
+        self._interrupter = threading.Timer(delay, signal.pthread_kill,
+                                            (threading.main_thread().ident, signal.SIGUSR2))
+        self._interrupter.daemon = True
+        self._interrupter.start()
+
+    def _on_interrupt(self, signum, frame) -> None:
+        if self.in_trial:
+            self.interrupt_at = 0.0
+            raise TrialInterrupted("interrupted: the search was stopped by a signal")
 
     def step(self) -> bool:
         """One turn of the loop: read messages, run at most one trial. True if busy."""
@@ -77,7 +117,7 @@ class Worker:
             if tag == P.TRIALS:
                 self.queue.extend(zip(*payload))
             elif tag == P.SETUP:
-                self.names, self.constants, self.trial_timeout = payload
+                self.names, self.constants, self.trial_timeout, self.grace = payload
             elif tag == P.DECISION:
                 self.decisions[payload[0]] = payload[1]
             elif tag == P.STOP:
