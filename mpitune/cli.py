@@ -16,7 +16,9 @@ settings: defaults < names defined in the spec file < these options.
 exit status: 0 search complete; 75 stopped before the budget (signal or --max-time):
 run the same command again to continue; 2 bad spec, space or setting; 3 results file
 problem; 1 other errors.
-analysis: python -m mpitune show RESULTS.h5, or mpitune.load(path) in Python."""
+analysis: python -m mpitune show RESULTS.h5, or mpitune.load(path) in Python.
+job scripts: python -m mpitune status RESULTS.h5 exits 0 if the search is complete, 75
+if not."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -95,11 +97,32 @@ def show(argv: list[str]) -> int:
     return 0
 
 
+def status(argv: list[str]) -> int:
+    """One line about a results file; exit 0 if its search is complete, 75 if not (run the
+    same command again), 3 if it cannot be read. For job scripts deciding to requeue."""
+    import numpy as np
+
+    from .results import load
+
+    parser = argparse.ArgumentParser(prog="python -m mpitune status",
+                                     description="Exit 0 if the search in a results file "
+                                                 "is complete, 75 if it should continue.")
+    parser.add_argument("path")
+    args = parser.parse_args(argv)
+    r = load(args.path)
+    budget = r.settings.get("max_trials", len(r))
+    finished = int(np.isin(r["state"], ("complete", "failed", "pruned", "timeout")).sum())
+    done = r.complete or finished >= budget
+    print(f"{args.path}: {finished}/{budget} trials finished; "
+          f"{'complete' if done else 'not complete: run the same command again'}")
+    return 0 if done else 75
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "show":
+    if argv and argv[0] in ("show", "status"):
         try:
-            return show(argv[1:])
+            return (show if argv[0] == "show" else status)(argv[1:])
         except SpecError as e:
             sys.stderr.write(f"mpitune: error: {e}\n")
             return 2

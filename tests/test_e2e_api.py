@@ -194,3 +194,37 @@ def test_show_errors(tmp_path, run):
     assert len(lines) == 1 and "absent.h5" in lines[0]
     res = run(None, ["show"])
     assert res.returncode != 0
+
+
+def test_status_says_whether_to_continue(tmp_path, run):
+    spec = write_spec(tmp_path, SHOW_SPEC)
+    assert run(3, [spec, "--max-trials", 10, "--storage", "s.h5"]).returncode == 0
+    done = run(None, ["status", "s.h5"])
+    assert done.returncode == 0 and "10/10" in done.stdout and "complete" in done.stdout
+    # status reads the budget stored by the last run: extend the search, stopped early
+    res = run(3, [spec, "--max-trials", 10_000, "--max-time", 0.3, "--storage", "s.h5"])
+    assert res.returncode == 75, res.describe()
+    partial = run(None, ["status", "s.h5"])
+    assert partial.returncode == 75 and "not complete" in partial.stdout, partial.describe()
+    missing = run(None, ["status", "absent.h5"])
+    assert missing.returncode == 3 and "absent.h5" in missing.stderr
+
+
+LEAN_SPEC = """
+import sys
+from mpitune import Real
+space = {"x": Real(0, 1)}
+def objective(params, trial):
+    heavy = [m for m in ("numpy", "scipy", "h5py") if m in sys.modules]
+    return {"value": params["x"], "heavy": float(len(heavy))}
+"""
+
+
+def test_workers_do_not_import_numpy_scipy_or_h5py(tmp_path, run):
+    """Rank 0 needs numpy, scipy and h5py; workers only run the objective (imports cost
+    throughput and, at scale, hit the parallel file system)."""
+    spec = write_spec(tmp_path, LEAN_SPEC)
+    res = run(3, [spec, "--max-trials", 12, "--storage", "lean.h5"])
+    assert res.returncode == 0, res.describe()
+    r = mpitune.load(str(tmp_path / "lean.h5"))
+    assert (r["state"] == "complete").all() and (r["heavy"] == 0).all()
