@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
 from typing import Optional
 
@@ -169,4 +170,8 @@ def run_cli(argv: list[str]) -> int:
             sys.stderr.write(f"mpitune: error: {e}\n")
         return 2
     out = execute(prepare, bind_gpus=options.get("bind_gpus", True))
+    # Python restores default handlers at exit, before mpi4py finalises MPI: a stop signal
+    # in that window would kill a rank of a search that has ended. Ignored signals stay so.
+    for name in stopsignals.NAMES:
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
     return 0 if out is None else out[1]

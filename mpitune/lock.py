@@ -4,7 +4,8 @@
 holds the owner's host, pid and start time, and its mtime is a heartbeat that the owner
 refreshes at every journal fsync. A lock is stale, and is taken over, when its owner ran on
 this host and that pid is gone, or when its heartbeat is older than ``STALE_AFTER`` seconds
-(the owner's node died). Otherwise the second job refuses to start.
+(the owner's node died, or its pid was reused after a reboot). Otherwise the second job
+refuses to start.
 """
 
 from __future__ import annotations
@@ -79,8 +80,9 @@ class FileLock:
         except FileNotFoundError:
             return True
         if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
-            return not _pid_alive(owner["pid"])
-        return age > STALE_AFTER
+            if not _pid_alive(owner["pid"]):
+                return True
+        return age > STALE_AFTER  # the owner's node died, or its pid now names another process
 
     def _busy_message(self) -> str:
         owner = self._owner()
