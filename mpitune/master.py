@@ -28,6 +28,7 @@ from .suggester import Suggester
 
 MAX_CHUNK = 4096
 SLOW_TRIAL = 1.0  # seconds; slower trials get no queued successor (freshest suggestions)
+MIN_NAP, MAX_NAP = 5e-5, 2e-3  # bounds of rank 0's shortest sleep, see Master._nap
 STOP_MARGIN = 1.0  # seconds past the grace period before stuck workers are abandoned
 EXIT_COMPLETE, EXIT_STOPPED = 0, 75
 
@@ -68,7 +69,7 @@ class Master:
     # ---- the loop -------------------------------------------------------------------
     def run(self) -> tuple[str, int]:
         """Run until the budget is done or a stop; return (status, exit code)."""
-        backoff = P.Backoff()
+        backoff = P.Backoff(spin=0.0)  # workers have work queued: sleeping costs them nothing
         previous = self._install_signals()
         try:
             while self.n_active:
@@ -85,6 +86,7 @@ class Master:
                 self.progress.tick(now, self.workers)
                 if messages or busy:
                     backoff.reset()
+                    backoff.min_sleep = self._nap()
                 else:
                     backoff.pause()
         finally:
@@ -203,6 +205,15 @@ class Master:
         for number, text in errors.items():
             self.progress.failure(number, int(self.table.state.data[number]), text)
 
+    def _nap(self) -> float:
+        """Shortest sleep of an idle rank 0: a quarter of the work each worker has queued
+        (one trial, or ``queue_ahead`` of short ones), so rank 0 wakes a few times per
+        trial instead of thousands of times a second, and no worker runs dry."""
+        d = self.mean_duration
+        if d is None:
+            return MIN_NAP
+        return min(MAX_NAP, max(MIN_NAP, 0.25 * min(d, self.settings.queue_ahead)))
+
     # ---- handing out trials ---------------------------------------------------------
     def _target(self) -> int:
         """How many trials to keep assigned to each worker."""
@@ -219,7 +230,7 @@ class Master:
         for rank in sorted(self.hungry):
             w = self.workers[rank]
             want = min(target, fair) - len(w.outstanding)
-            if want <= 0 or (w.outstanding and want < max(1, target // 4)):
+            if want <= 0 or (w.outstanding and want < max(1, target // 2)):
                 continue
             if self._send_trials(w, min(want, self._budget_left())) == 0:
                 break

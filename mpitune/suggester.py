@@ -15,7 +15,7 @@ import numpy as np
 
 from .samplers import History, Sampler
 from .space import Space
-from .table import FINISHED, INTERRUPTED, RUNNING, TrialTable
+from .table import INTERRUPTED, RUNNING, TrialTable, is_finished
 
 
 class Suggester:
@@ -30,12 +30,16 @@ class Suggester:
         self.rerun: deque[int] = deque(np.flatnonzero(table.state.data == INTERRUPTED))
 
     def history(self) -> History:
-        t = self.table
-        state = t.state.data
-        done = np.isin(state, FINISHED)
-        pending = np.concatenate([t.unit.data[state == RUNNING], self.queue])
-        return History(space=self.space, x=t.unit.data[done], loss=self.sign * t.value.data[done],
-                       state=state[done], pending=pending, n_total=t.n + len(self.queue))
+        """The history as the sampler sees it; its arrays are built only if it reads them."""
+        t, queue = self.table, self.queue
+
+        def load() -> tuple:
+            state = t.state.data
+            done = is_finished(state)
+            pending = np.concatenate([t.unit.data[state == RUNNING], queue])
+            return t.unit.data[done], self.sign * t.value.data[done], state[done], pending
+
+        return History(self.space, n_total=t.n + len(queue), load=load)
 
     def take(self, k: int) -> tuple[list[int], np.ndarray | None]:
         """Up to ``k`` trials: (numbers of interrupted trials to re-run, new points)."""

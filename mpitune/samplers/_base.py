@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
@@ -12,7 +11,6 @@ if TYPE_CHECKING:
     from ..space import Space
 
 
-@dataclass
 class History:
     """What a sampler may look at when it proposes a batch.
 
@@ -23,14 +21,45 @@ class History:
     ``n_total`` counts every trial so far (finished + pending); counter-based samplers use it
     as their position in their stream, which makes a resumed search propose exactly what the
     uninterrupted one would have.
+
+    The arrays may be given, or built on first use by ``load()`` returning
+    ``(x, loss, state, pending)``: samplers that only need ``n_total`` (random, Sobol) then
+    cost nothing per batch, however long the history.
     """
 
-    space: Space
-    x: np.ndarray  # (m, d) finished trials
-    loss: np.ndarray  # (m,)
-    state: np.ndarray  # (m,) state codes, see mpitune.table.STATES
-    pending: np.ndarray  # (p, d)
-    n_total: int
+    def __init__(self, space: Space, x: Optional[np.ndarray] = None,
+                 loss: Optional[np.ndarray] = None, state: Optional[np.ndarray] = None,
+                 pending: Optional[np.ndarray] = None, n_total: int = 0,
+                 load: Optional[Callable[[], tuple]] = None) -> None:
+        self.space = space
+        self.n_total = n_total
+        self._load = load
+        self._arrays = None if load is not None else (x, loss, state, pending)
+
+    def _get(self, i: int) -> np.ndarray:
+        if self._arrays is None:
+            self._arrays = self._load()
+        return self._arrays[i]
+
+    @property
+    def x(self) -> np.ndarray:
+        """(m, d) finished trials."""
+        return self._get(0)
+
+    @property
+    def loss(self) -> np.ndarray:
+        """(m,) their losses (minimised; nan where failed or pruned)."""
+        return self._get(1)
+
+    @property
+    def state(self) -> np.ndarray:
+        """(m,) their state codes, see mpitune.table.STATES."""
+        return self._get(2)
+
+    @property
+    def pending(self) -> np.ndarray:
+        """(p, d) trials running or queued."""
+        return self._get(3)
 
     @property
     def ndim(self) -> int:

@@ -13,8 +13,16 @@ class RandomSampler(Sampler):
 
     name = "random"
 
+    def __init__(self, seed=None) -> None:
+        super().__init__(seed)
+        self._rng: np.random.Generator | None = None
+        self._position = -1  # the point the cached generator draws next
+
     def suggest(self, n: int, history: History) -> np.ndarray:
         d = history.ndim
-        bits = np.random.PCG64(self.seed)
-        bits.advance(history.n_total * d)
-        return np.random.Generator(bits).random((n, d))
+        if self._rng is None or self._position != history.n_total:
+            bits = np.random.PCG64(self.seed)
+            bits.advance(history.n_total * d)
+            self._rng = np.random.Generator(bits)
+        self._position = history.n_total + n
+        return self._rng.random((n, d))
