@@ -393,3 +393,81 @@ def test_sigterm_after_the_search_ended_exits_0(tmp_path, spec):
                 faults.kill_all([proc.pid, *faults.descendants(proc.pid)])
                 proc.wait()
     assert codes == [0, 0, 0, 0], codes
+
+
+# ---- kill -9 of rank 0 alone, hostile files, a read-only directory ---------------------------
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec")
+def test_kill_of_rank_0_alone_loses_nothing(tmp_path, spec, start, run):
+    """SIGKILL to the master only: the launcher ends the job; the next run resumes."""
+    path = tmp_path / "master.h5"
+    job = start(4, [spec(SLOW), "--storage", path, "--max-trials", 120,
+                    "--progress-interval", 0])
+    deadline = time.monotonic() + 30
+    before: dict = {}
+    while len(before) < 10:
+        assert job.running() and time.monotonic() < deadline, "the search did not start"
+        time.sleep(0.05)
+        if path.exists():
+            before = complete_values(path)
+    master = [p for p in process_tree(job.pid) if faults.rank_of(p) == 0]
+    assert len(master) == 1, master
+    os.kill(master[0], 9)
+    job.wait(30)
+    with h5py.File(str(path), "r") as f:  # opens at once, no h5clear
+        assert f.attrs["format"] == "mpitune-results"
+    before = complete_values(path)  # what the journal held at the kill
+    wait_gone(process_tree(job.pid) + master)
+    res = run(4, [str(tmp_path / "spec.py"), "--storage", path, "--max-trials", 120,
+                  "--progress-interval", 0], timeout=60)
+    assert res.returncode == 0, res.describe()
+    check_finished(path, 120, before)
+
+
+def test_truncated_results_file_is_refused_and_left_untouched(tmp_path, spec, run):
+    path = tmp_path / "cut.h5"
+    res = run(None, [spec(FAST), "--storage", path, "--max-trials", 30])
+    assert res.returncode == 0, res.describe()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    for ranks in (None, 3) if MPIEXEC else (None,):
+        res = run(ranks, [str(tmp_path / "spec.py"), "--storage", path, "--max-trials", 40])
+        assert res.returncode == 3, res.describe()
+        lines = error_lines(res.stderr)
+        assert len(lines) == 1 and "cut.h5" in lines[0], res.describe()
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+        assert sorted(os.listdir(tmp_path)) == ["cut.h5", "spec.py"]
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A tmpfs holding a finished results file, remounted read-only (root only)."""
+    directory = tmp_path / "ro"
+    directory.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(directory)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], capture_output=True)
+
+
+def test_read_only_storage_directory_is_refused(tmp_path, spec, run, read_only_dir):
+    path = read_only_dir / "done.h5"
+    res = run(None, [spec(FAST), "--storage", path, "--max-trials", 10])
+    assert res.returncode == 0, res.describe()
+    subprocess.run(["mount", "-o", "remount,ro", str(read_only_dir)], check=True)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    for ranks in (None, 3) if MPIEXEC else (None,):
+        for target in (path, read_only_dir / "new.h5"):
+            res = run(ranks, [str(tmp_path / "spec.py"), "--storage", target,
+                              "--max-trials", 20], timeout=30)
+            assert res.returncode == 3, res.describe()
+            lines = error_lines(res.stderr)
+            assert len(lines) == 1 and "Read-only file system" in lines[0], res.describe()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    assert sorted(os.listdir(read_only_dir)) == ["done.h5"]
