@@ -198,12 +198,16 @@ def test_torn_journal_line_resumes(tmp_path, spec, start, run):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 300 kB tmpfs (root only; skipped where mounting is not allowed)."""
-    directory = tmp_path / "small"
+    yield from _tmpfs(tmp_path / "small", "300k")
+
+
+def _tmpfs(directory, size: str):
+    """Mount a tmpfs of ``size`` on ``directory`` for one test; skip where that is denied."""
     directory.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(directory)],
-                          capture_output=True, text=True)
+        pytest.skip("mounting a tmpfs needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                           str(directory)], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
@@ -441,19 +445,8 @@ def test_truncated_results_file_is_refused_and_left_untouched(tmp_path, spec, ru
 
 @pytest.fixture
 def read_only_dir(tmp_path):
-    """A tmpfs holding a finished results file, remounted read-only (root only)."""
-    directory = tmp_path / "ro"
-    directory.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(directory)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield directory
-    finally:
-        subprocess.run(["umount", "-l", str(directory)], capture_output=True)
+    """A tmpfs for a results file, remounted read-only by the test (root only)."""
+    yield from _tmpfs(tmp_path / "ro", "2m")
 
 
 def test_read_only_storage_directory_is_refused(tmp_path, spec, run, read_only_dir):
