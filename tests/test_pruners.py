@@ -432,7 +432,7 @@ def test_e2e_asha_prunes_and_keeps_curves_up_to_the_stopping_step(asha_run):
     assert set(states) <= {"complete", "pruned"}
     pruned = np.flatnonzero(states == "pruned")
     complete = np.flatnonzero(states == "complete")
-    assert len(pruned) >= 20 and len(complete) >= 3
+    assert len(pruned) >= 20 and len(complete) >= 1  # about 60 / 3**3 = 2 run to the end
     assert set(pruned.tolist()) <= set(decided)  # only what the rule decided
     for n in pruned:
         steps, _ = r.curve(n)
