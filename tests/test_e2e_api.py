@@ -31,7 +31,8 @@ def objective(params, trial):
 
 
 def say(**info):
-    print("RESULT " + json.dumps(info), flush=True)
+    sys.stdout.write("RESULT " + json.dumps(info) + "\\n")  # one write: whole lines
+    sys.stdout.flush()
 
 
 def describe(r, rank, label):
