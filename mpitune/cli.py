@@ -104,6 +104,7 @@ def status(argv: list[str]) -> int:
     import numpy as np
 
     from .results import load
+    from .table import FINISHED, STATES
 
     parser = argparse.ArgumentParser(prog="python -m mpitune status",
                                      description="Exit 0 if the search in a results file "
@@ -112,7 +113,7 @@ def status(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     r = load(args.path)
     budget = r.settings.get("max_trials", len(r))
-    finished = int(np.isin(r["state"], ("complete", "failed", "pruned", "timeout")).sum())
+    finished = int(np.isin(r["state"], [STATES[code] for code in FINISHED]).sum())
     done = r.complete or finished >= budget
     print(f"{args.path}: {finished}/{budget} trials finished; "
           f"{'complete' if done else 'not complete: run the same command again'}")

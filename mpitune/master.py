@@ -168,7 +168,8 @@ class Master:
         elif tag == P.FATAL:
             raise MpituneError(f"rank {source}: {payload}")
         else:
-            raise RuntimeError(f"rank 0 got an unexpected message {tag} from rank {source}")
+            raise RuntimeError(f"rank 0 got an unexpected message "
+                               f"{P.TAG_NAMES.get(tag, tag)} from rank {source}")
 
     def _log_workers(self) -> None:
         hosts = sorted({w.host for w in self.workers.values()})

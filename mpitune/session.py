@@ -165,25 +165,17 @@ def _open(prepare_result, n_workers: int, n_ranks: int):
     return objective, space, settings, store, suggester, pruner
 
 
-def _announce(store, space, settings, n_workers: int, sampler) -> None:
+def _announce(store, space, settings, n_workers: int, suggester) -> None:
     from .progress import log
 
     t = store.table
-    resumed = (f"resuming {t.n_finished} finished trials, {len(_rerun(t))} to re-run"
+    resumed = (f"resuming {t.n_finished} finished trials, {suggester.n_rerun} to re-run"
                if t.n else "new search")
     log(f"{n_workers} worker(s), {settings.max_trials} trials to {settings.direction}, "
-        f"{space.ndim} parameter(s), sampler {sampler!r}"
+        f"{space.ndim} parameter(s), sampler {suggester.sampler!r}"
         f"{'' if settings.pruner == 'none' else f', pruner {settings.pruner}'}, "
         f"storage {settings.storage} "
         f"({resumed})")
-
-
-def _rerun(table):
-    import numpy as np
-
-    from .table import INTERRUPTED
-
-    return np.flatnonzero(table.state.data == INTERRUPTED)
 
 
 def _run_master(master, store, settings):
@@ -217,7 +209,7 @@ def _master(comm, prepare: Prepare):
         _print_error(str(e))
         _stop_workers(comm, channel, e.exit_code, P.STOP_END)
         return None, e.exit_code
-    _announce(store, space, settings, comm.size - 1, suggester.sampler)
+    _announce(store, space, settings, comm.size - 1, suggester)
     master = Master(channel, list(range(1, comm.size)), store, suggester, space, settings,
                     pruner=pruner)
     for message in ready:
@@ -246,7 +238,7 @@ def _serial(prepare: Prepare, bind_gpus: bool):
     binding, objective, space_def, settings = _bound(prepare, 0, bind_gpus)
     objective, space, settings, store, suggester, pruner = _open(
         (objective, space_def, settings), 1, 1)
-    _announce(store, space, settings, 1, suggester.sampler)
+    _announce(store, space, settings, 1, suggester)
     mine, theirs = LocalChannel.pair(0, 1)
     inline = Worker(theirs, objective, binding, socket.gethostname())
     inline.where = f"serial run on {inline.host}"
