@@ -1,7 +1,7 @@
 """Early stopping: what mpitune's pruners save, compared with no pruning and with Optuna.
 
 Two tasks, each run under real ``mpiexec`` with 8 workers (9 ranks) per mpitune pruner
-(``none``, ``median``, ``asha``, ``hyperband``; mpitune's default Sobol sampler), and with
+(``none``, ``median``, ``asha``, ``hyperband``, ``bohb``; mpitune's default sampler), and with
 Optuna's ``SuccessiveHalvingPruner`` and ``HyperbandPruner`` with its TPE sampler on the
 same tasks, the same budget of worker-seconds and the same parallelism: 8 worker processes
 served by one ask-and-tell process holding an in-memory study (9 processes, like mpitune's
@@ -549,7 +549,7 @@ def main() -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", default="synthetic,digits")
-    p.add_argument("--pruners", default="none,median,asha,hyperband")
+    p.add_argument("--pruners", default="none,median,asha,hyperband,bohb")
     p.add_argument("--workers", type=int, default=8, help="worker ranks / Optuna processes")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--budget-synthetic", type=float, default=None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import signal
 import sys
 from typing import Optional
@@ -48,13 +49,26 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = f.metadata["help"]
         if "default" not in help_text:
             help_text += f" (default: {f.default!r})"
-        if kind is bool:
+        if kind is list:
+            p.add_argument(flag, dest=f.name, type=_json_list, default=None, metavar="JSON",
+                           help=help_text)
+        elif kind is bool:
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                            default=None, help=help_text)
         else:
             p.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(),
                            choices=f.metadata.get("choices"), help=help_text)
     return p
+
+
+def _json_list(text: str) -> list:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e}): {text!r}") from None
+    if not isinstance(value, list):
+        raise argparse.ArgumentTypeError(f"must be a JSON list, got {text!r}")
+    return value
 
 
 def parse(argv: list[str], quiet: bool = False) -> tuple[str, dict]:
@@ -87,8 +101,7 @@ def show(argv: list[str]) -> int:
     if r.direction == "maximize":
         order = order[::-1]
     for i in order[: args.top]:
-        params = {n: r[n][i].item() if hasattr(r[n][i], "item") else r[n][i]
-                  for n in r.space.names}
+        params = {k: v for k, v in r.params(i).items() if k not in r.space.constants}
         print(f"  trial {i:6d}  value {r['value'][i]:.8g}  {format_params(params)}")
     for state in ("failed", "timeout"):
         hit = np.flatnonzero(r["state"] == state)

@@ -53,7 +53,8 @@ class Master:
         self.suggester, self.space, self.settings = suggester, space, settings
         self.inline = inline
         self.pruner = pruner  # see mpitune.pruners: observe() curve points, finished() trials
-        self.progress = Progress(self.table, space, settings.max_trials, settings.direction,
+        self.budget = suggester.budget(settings.max_trials)
+        self.progress = Progress(self.table, space, self.budget, settings.direction,
                                  settings.progress_interval)
         self.hungry: set[int] = set()
         self.n_active = len(self.workers)  # workers that have not said BYE
@@ -95,7 +96,10 @@ class Master:
         lost = [n for r in abandoned for n in self.workers[r].outstanding]
         if lost:
             self.store.record({"k": "I", "n": sorted(lost)})
-        if self.table.n_finished >= self.settings.max_trials:
+        if self.suggester.n_fallback:
+            log(f"{self.suggester.n_fallback} trials were Sobol' points handed out while the "
+                f"sampler was busy (trials too short for it)")
+        if self.table.n_finished >= self.budget:
             return "complete", EXIT_COMPLETE  # also when a signal came after the last trial
         if self.signals:
             return f"stopped by {self.signals[0]}", EXIT_STOPPED
@@ -128,7 +132,7 @@ class Master:
                 self._post(rank, P.STOP, (mode, grace))
 
     def _budget_left(self) -> int:
-        return max(0, self.settings.max_trials - self.table.n_finished - self.n_outstanding)
+        return max(0, self.budget - self.table.n_finished - self.n_outstanding)
 
     def pump(self) -> None:
         """Handle the messages that have arrived, nothing else (serial mode calls this
@@ -152,15 +156,20 @@ class Master:
             elif self.stopping is None:
                 self.hungry.add(source)
         elif tag == P.REPORTS:
-            self._on_curve(payload)
+            curve, waiting = payload
+            pruned = self._on_curve(curve)
+            if waiting >= 0 and waiting not in pruned:
+                self._post(source, P.DECISION, (waiting, P.CONTINUE))
         elif tag == P.READY:
             w.host, w.gpu, w.device = payload
             w.ready = True
             if all(x.ready for x in self.workers.values()):
                 self._log_workers()
+            steps = self.pruner.decision_steps() if self.pruner is not None else []
             self._post(source, P.SETUP, (self.space.names, self.space.constants,
                                          self.settings.trial_timeout,
-                                         self.settings.grace_period))
+                                         self.settings.grace_period, steps,
+                                         self.store.checkpoint_root))
             if self.stopping is None:
                 self.hungry.add(source)
             else:
@@ -179,14 +188,19 @@ class Master:
             + (f"GPU per rank: {', '.join(gpus[:16])}{' ...' if len(gpus) > 16 else ''}"
                if gpus else "no GPUs, trials run on the CPU"))
 
-    def _on_curve(self, curve) -> None:
-        if curve[0]:
-            self.store.record({"k": "C", "n": curve[0], "st": curve[1], "v": curve[2],
-                               "t": curve[3]})
-            if self.pruner is not None:
-                for number in self.pruner.observe(curve[0], curve[1], curve[2]):
-                    rank = int(self.table.worker.data[number])
-                    self._post(rank, P.DECISION, (int(number), P.PRUNE))
+    def _on_curve(self, curve) -> list[int]:
+        """Record curve points, post the pruner's stop decisions; return the stopped."""
+        if not curve[0]:
+            return []
+        self.store.record({"k": "C", "n": curve[0], "st": curve[1], "v": curve[2],
+                           "t": curve[3]})
+        if self.pruner is None:
+            return []
+        pruned = self.pruner.observe(curve[0], curve[1], curve[2])
+        for number in pruned:
+            rank = int(self.table.worker.data[number])
+            self._post(rank, P.DECISION, (int(number), P.PRUNE))
+        return pruned
 
     def _on_results(self, w: WorkerState, payload) -> None:
         numbers, states, values, t_start, t_end, metrics, errors, curve = payload
@@ -203,6 +217,7 @@ class Master:
         span = (t_end[-1] - t_start[0]) / len(numbers)
         self.mean_duration = span if self.mean_duration is None else (
             0.7 * self.mean_duration + 0.3 * span)
+        self.suggester.trial_seconds = self.mean_duration
         for number, text in errors.items():
             self.progress.failure(number, int(self.table.state.data[number]), text)
 

@@ -42,8 +42,7 @@ class Progress:
         if number is None:
             return None
         unit = self.table.unit.data[number: number + 1]
-        params = dict(zip(self.space.names, self.space.rows(unit)[0]))
-        params.update(self.space.constants)
+        params = self.space.params(unit)[0]
         return number, float(self.table.value.data[number]), params
 
     def line(self, now: float, workers: dict) -> str:

@@ -4,18 +4,24 @@ Every message is a pickled Python object sent with ``comm.send``/``comm.isend`` 
 duplicate of the user's communicator. Payload shapes, by tag:
 
 * ``READY``   worker -> master: ``(host, gpu_id or "", device)`` once, after start-up.
-* ``SETUP``   master -> worker: ``(names, constants, trial_timeout, grace_period)`` once,
-  before any trial: the parameter names in dimension order, the constant parameters, the
-  per-trial time limit in seconds (or None), and the grace period after a stop signal.
+* ``SETUP``   master -> worker: ``(names, constants, trial_timeout, grace_period,
+  decision_steps, checkpoint_root)`` once, before any trial: the parameter names in
+  dimension order, the constant parameters, the per-trial time limit in seconds (or None),
+  the grace period after a stop signal, the ascending steps at which the pruner decides
+  (a trial that reaches one waits for the verdict), and the directory that holds the
+  trials' checkpoint directories.
 * ``TRIALS``  master -> worker: ``(numbers, rows)``, trials to run in order; ``rows[i]`` is a
-  tuple of user values in the space's dimension order.
+  tuple of user values in the space's dimension order, or a dict of the active parameters
+  in a space with conditional parameters.
 * ``RESULTS`` worker -> master: ``(numbers, states, values, t_start, t_end, metrics, errors,
   curve)`` for trials finished since the last send: ``metrics`` maps a name to
   ``(numbers, values)``, ``errors`` a number to its traceback text, ``curve`` is
   ``(numbers, steps, values, times)`` of points not sent yet.
-* ``REPORTS`` worker -> master: ``curve`` points of running trials, sent without waiting.
+* ``REPORTS`` worker -> master: ``(curve, waiting)``: points of running trials; ``waiting``
+  is the number of a trial that reached a decision step and waits for the verdict, or -1.
 * ``DECISION`` master -> worker: ``(number, verdict)`` for a running trial; ``PRUNE``
-  makes its next ``trial.report`` raise ``TrialPruned``.
+  makes its next ``trial.report`` raise ``TrialPruned``; ``CONTINUE`` answers a waiting
+  trial that goes on.
 * ``STOP``    master -> worker: ``STOP_END`` after the last trial; ``STOP_DRAIN`` on a
   signal (queued trials are dropped, the running one may finish); ``STOP_NOW`` when the
   grace period is over (the running trial is interrupted at its next report).
@@ -39,7 +45,7 @@ FATAL = 8
 SETUP = 9
 
 STOP_END, STOP_DRAIN, STOP_NOW = "end", "drain", "now"
-PRUNE = "prune"
+PRUNE, CONTINUE = "prune", "continue"
 
 TAG_NAMES = {READY: "READY", TRIALS: "TRIALS", RESULTS: "RESULTS", REPORTS: "REPORTS",
              DECISION: "DECISION", STOP: "STOP", BYE: "BYE", FATAL: "FATAL", SETUP: "SETUP"}

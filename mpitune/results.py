@@ -55,9 +55,15 @@ class Results:
         values = np.where(ok, self.trials["value"], np.nan)
         i = int(np.nanargmin(values) if self.direction == "minimize"
                 else np.nanargmax(values))
-        params = {dim.name: _choice(dim, self.trials[dim.name][i]) for dim in self.space.dims}
-        params.update(self.space.constants)
-        return {"number": i, "value": float(self.trials["value"][i]), "params": params}
+        return {"number": i, "value": float(self.trials["value"][i]), "params": self.params(i)}
+
+    def params(self, number: int) -> dict:
+        """The parameters trial ``number`` ran with, as its objective received them
+        (inactive conditional parameters left out, constants included)."""
+        out = {dim.name: _choice(dim, self.trials[dim.name][number]) for dim in self.space.dims
+               if not (dim.when and _missing(self.trials[dim.name][number]))}
+        out.update(self.space.constants)
+        return out
 
     def curve(self, number: int) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values) reported by one trial, in the order they arrived."""
@@ -68,6 +74,11 @@ class Results:
         counts = {s: int((self.trials["state"] == s).sum()) for s in STATES}
         shown = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
         return f"Results('{self.path}': {len(self)} trials ({shown or 'none'}))"
+
+
+def _missing(x) -> bool:
+    """Whether a column value marks an inactive conditional parameter (nan or "")."""
+    return x == "" if isinstance(x, str) else bool(np.isnan(x))
 
 
 def _choice(dim, x):

@@ -151,17 +151,20 @@ def _open(prepare_result, n_workers: int, n_ranks: int):
     from .samplers import make_sampler
     from .space import Space
     from .store import Store
-    from .suggester import Suggester
+    from .suggester import Suggester, configs_to_unit
 
     objective, space_def, settings = prepare_result
     space = Space(space_def)
     settings.validate()
+    configs_to_unit(space, settings.configs or [])
+    make_sampler(settings.sampler).bind(space, 0, budget=settings.max_trials)  # may refuse
     store = Store.open(settings, space, n_ranks)
     sampler = make_sampler(settings.sampler)
-    sampler.bind(space, store.meta.seed)
-    suggester = Suggester(sampler, space, store.table, settings.batch_size or n_workers,
-                          settings.direction)
+    sampler.bind(space, store.meta.seed, budget=settings.max_trials)
     pruner = make_pruner(settings, store.table)  # rebuilt from the stored curves on resume
+    suggester = Suggester(sampler, space, store.table, settings.batch_size or n_workers,
+                          settings.direction, settings.configs,
+                          fidelity=pruner if getattr(pruner, "models_fidelity", False) else None)
     return objective, space, settings, store, suggester, pruner
 
 
@@ -171,7 +174,9 @@ def _announce(store, space, settings, n_workers: int, suggester) -> None:
     t = store.table
     resumed = (f"resuming {t.n_finished} finished trials, {suggester.n_rerun} to re-run"
                if t.n else "new search")
-    log(f"{n_workers} worker(s), {settings.max_trials} trials to {settings.direction}, "
+    budget = suggester.budget(settings.max_trials)
+    ends = " (all the sampler has)" if budget < settings.max_trials else ""
+    log(f"{n_workers} worker(s), {budget} trials{ends} to {settings.direction}, "
         f"{space.ndim} parameter(s), sampler {suggester.sampler!r}"
         f"{'' if settings.pruner == 'none' else f', pruner {settings.pruner}'}, "
         f"storage {settings.storage} "

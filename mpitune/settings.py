@@ -30,8 +30,12 @@ class Settings:
                                   "the results file (resume extends the search up to it)")
     max_time: Optional[float] = _field(None, "seconds after which this run starts no new "
                                              "trial (running ones finish)")
-    sampler: Any = _field("sobol", "search algorithm: random or sobol (or a Sampler object "
-                                   "in the spec)")
+    sampler: Any = _field("auto", "search algorithm: auto, tpe, gp, cmaes, sobol, lhs, random "
+                                  "or grid (or a Sampler object in the spec); auto picks "
+                                  "from the space and the budget and says why")
+    configs: Optional[list] = _field(None, "explicit configurations (dicts of parameter -> "
+                                           "value) run first, as trials 0, 1, ...; a JSON "
+                                           "list on the command line")
     batch_size: Optional[int] = _field(None, "configurations the sampler proposes per call "
                                              "(default: number of workers)")
     seed: Optional[int] = _field(None, "random seed (default: drawn once and stored, so a "
@@ -54,14 +58,17 @@ class Settings:
     fsync: bool = _field(True, "fsync the journal every flush_interval (off: a node crash may "
                                 "lose recent trials; a killed job still loses nothing)")
     pruner: Any = _field("none", "stop unpromising trials early from their trial.report() "
-                                 "curves: none, median, asha or hyperband (or a Pruner object "
-                                 "in the spec); non-finite reported values count as the worst")
-    min_resource: float = _field(1.0, "asha/hyperband: step of the first rung, where trials "
-                                      "are first compared")
-    max_resource: Optional[float] = _field(None, "asha/hyperband: the last step a full trial "
-                                                 "reports (hyperband needs it; default: "
+                                 "curves: none, median, asha, hyperband or bohb (hyperband "
+                                 "whose sampler models the best-supported rung; or a Pruner "
+                                 "object in the spec); non-finite reported values count as "
+                                 "the worst")
+    min_resource: float = _field(1.0, "asha/hyperband/bohb: step of the first rung, where "
+                                      "trials are first compared")
+    max_resource: Optional[float] = _field(None, "asha/hyperband/bohb: the last step a full "
+                                                 "trial reports (hyperband and bohb need it; "
+                                                 "default: "
                                                  "unknown, rungs without end)")
-    reduction_factor: int = _field(3, "asha/hyperband: rungs at min_resource * "
+    reduction_factor: int = _field(3, "asha/hyperband/bohb: rungs at min_resource * "
                                       "reduction_factor**k; the best 1/reduction_factor of "
                                       "each rung go on")
     warmup_steps: float = _field(0.0, "median: no trial is stopped at a step below this")
@@ -101,6 +108,9 @@ class Settings:
         for name in ("bind_gpus", "fsync"):
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, "must be True or False")
+        if self.configs is not None and (not isinstance(self.configs, list) or not all(
+                isinstance(c, dict) for c in self.configs)):
+            raise bad("configs", "must be a list of dicts of parameter -> value")
         from .samplers import check_sampler
 
         check_sampler(self.sampler)
@@ -117,9 +127,9 @@ class Settings:
                                               or self.max_resource < self.min_resource):
             raise bad("max_resource", f"must be None (unknown) or a number >= min_resource "
                                       f"({self.min_resource:g})")
-        if self.pruner == "hyperband" and self.max_resource is None:
-            raise bad("max_resource", "pruner 'hyperband' needs it: set it to the last step "
-                                      "a full trial reports")
+        if self.pruner in ("hyperband", "bohb") and self.max_resource is None:
+            raise bad("max_resource", f"pruner '{self.pruner}' needs it: set it to the last "
+                                      f"step a full trial reports")
         if not is_int(self.reduction_factor) or self.reduction_factor < 2:
             raise bad("reduction_factor", "must be an integer >= 2")
         if not is_num(self.warmup_steps) or self.warmup_steps < 0:

@@ -53,23 +53,29 @@ def param_columns(space: Space, unit: np.ndarray) -> dict[str, np.ndarray]:
     """Typed parameter columns for the HDF5 file and :func:`mpitune.load`.
 
     Reals are float64, integers int64; categorical columns hold the choices themselves
-    (strings, numbers or booleans; other JSON values as JSON text).
+    (strings, numbers or booleans; other JSON values as JSON text). A conditional
+    parameter is missing where it was inactive: nan in a numeric column (conditional
+    integer and boolean columns are float64 so that they can hold nan), "" in a text one.
     """
     out = {}
-    for dim, col in zip(space.dims, space.columns(unit)):
+    for j, (dim, col) in enumerate(zip(space.dims, space.columns(unit))):
         if isinstance(dim, Real):
-            out[dim.name] = col.astype(np.float64)
+            col = col.astype(np.float64)
         elif isinstance(dim, Integer):
-            out[dim.name] = col.astype(np.int64)
+            col = col.astype(np.float64 if dim.when else np.int64)
         elif isinstance(dim, Categorical):
             kind = dim.column_kind
             if kind == "str":
-                out[dim.name] = col.astype(str)
+                col = col.astype(str)
             elif kind == "json":
-                out[dim.name] = np.array([json.dumps(v) for v in col], dtype=str)
+                col = np.array([json.dumps(v) for v in col], dtype=str)
             else:
-                out[dim.name] = col.astype({"int": np.int64, "float": np.float64,
-                                            "bool": np.bool_}[kind])
+                col = col.astype(np.float64 if dim.when else
+                                 {"int": np.int64, "float": np.float64, "bool": np.bool_}[kind])
+        if dim.when:
+            missing = np.isnan(unit[:, j])
+            col[missing] = "" if col.dtype.kind == "U" else np.nan
+        out[dim.name] = col
     return out
 
 

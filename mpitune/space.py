@@ -22,15 +22,29 @@ RESERVED_NAMES = frozenset(
 )
 
 
+def _jsonable(x: Any) -> bool:
+    try:
+        json.dumps(x, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _is_number(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
 class Dimension:
-    """Base class of one searched parameter; ``name`` is set when the space is built."""
+    """Base class of one searched parameter; ``name`` is set when the space is built.
+
+    ``when={"parent": value or [values]}`` makes the parameter *conditional*: it exists
+    only in trials where each named parent (a Categorical listed earlier in the space) takes
+    one of the given values. Elsewhere it is inactive: not passed to the objective and
+    stored as missing."""
 
     kind = ""
     name = "?"
+    when: dict | None = None
 
     def _fail(self, rule: str) -> SpecError:
         return SpecError(f"parameter '{self.name}': {rule}")
@@ -49,14 +63,30 @@ class Dimension:
         """Map user values back to the unit value at the centre of their cell."""
         raise NotImplementedError
 
+    def check_value(self, value: Any, where: str) -> None:
+        """Raise :class:`SpecError` unless ``value`` is one this parameter can take."""
+        raise NotImplementedError
+
+    def snap(self, u):
+        """Move unit values to the unit value of the user value they map to (the centre of
+        their cell for integers and choices; reals are unchanged); nan stays nan."""
+        import numpy as np
+
+        u = np.asarray(u, dtype=float)
+        out = u.copy()
+        ok = ~np.isnan(u)
+        out[ok] = self.to_unit(self.to_user(np.clip(u[ok], 0.0, 1.0)))
+        return out
+
 
 class Real(Dimension):
     """A real parameter on ``[low, high]``, uniform or log-uniform (``log=True``)."""
 
     kind = "real"
 
-    def __init__(self, low: float, high: float, log: bool = False) -> None:
-        self.low, self.high, self.log = low, high, log
+    def __init__(self, low: float, high: float, log: bool = False,
+                 when: dict | None = None) -> None:
+        self.low, self.high, self.log, self.when = low, high, log, when
 
     def validate(self) -> None:
         if not _is_number(self.low) or not _is_number(self.high):
@@ -70,6 +100,11 @@ class Real(Dimension):
             raise self._fail(f"log must be True or False, got {self.log!r}")
         if self.log and self.low <= 0:
             raise self._fail(f"a log scale needs low > 0, got low={self.low}")
+
+    def check_value(self, value: Any, where: str) -> None:
+        if not _is_number(value) or not self.low <= value <= self.high:
+            raise SpecError(f"{where}: '{self.name}' = {value!r} is not a number in "
+                            f"[{self.low}, {self.high}]")
 
     def to_json(self) -> dict:
         return {"type": "real", "low": float(self.low), "high": float(self.high),
@@ -93,7 +128,8 @@ class Real(Dimension):
         return np.clip((v - self.low) / (self.high - self.low), 0.0, 1.0)
 
     def __repr__(self) -> str:
-        return f"Real({self.low!r}, {self.high!r}{', log=True' if self.log else ''})"
+        return (f"Real({self.low!r}, {self.high!r}{', log=True' if self.log else ''}"
+                f"{_when_repr(self)})")
 
 
 class Integer(Dimension):
@@ -102,8 +138,9 @@ class Integer(Dimension):
 
     kind = "integer"
 
-    def __init__(self, low: int, high: int, step: int = 1, log: bool = False) -> None:
-        self.low, self.high, self.step, self.log = low, high, step, log
+    def __init__(self, low: int, high: int, step: int = 1, log: bool = False,
+                 when: dict | None = None) -> None:
+        self.low, self.high, self.step, self.log, self.when = low, high, step, log, when
 
     def validate(self) -> None:
         for label, x in (("low", self.low), ("high", self.high), ("step", self.step)):
@@ -123,6 +160,14 @@ class Integer(Dimension):
     @property
     def size(self) -> int:
         return (self.high - self.low) // self.step + 1
+
+    def check_value(self, value: Any, where: str) -> None:
+        ok = _is_number(value) and float(value).is_integer() \
+            and self.low <= value <= self.high and (int(value) - self.low) % self.step == 0
+        if not ok:
+            steps = f" in steps of {self.step}" if self.step != 1 else ""
+            raise SpecError(f"{where}: '{self.name}' = {value!r} is not an integer in "
+                            f"{self.low}..{self.high}{steps}")
 
     def to_json(self) -> dict:
         return {"type": "integer", "low": int(self.low), "high": int(self.high),
@@ -150,7 +195,7 @@ class Integer(Dimension):
     def __repr__(self) -> str:
         extra = (", log=True" if self.log else "") + (f", step={self.step}" if self.step != 1
                                                      else "")
-        return f"Integer({self.low!r}, {self.high!r}{extra})"
+        return f"Integer({self.low!r}, {self.high!r}{extra}{_when_repr(self)})"
 
 
 class Categorical(Dimension):
@@ -158,8 +203,9 @@ class Categorical(Dimension):
 
     kind = "categorical"
 
-    def __init__(self, choices) -> None:
+    def __init__(self, choices, when: dict | None = None) -> None:
         self.choices = list(choices) if isinstance(choices, (list, tuple)) else choices
+        self.when = when
 
     def validate(self) -> None:
         if not isinstance(self.choices, list):
@@ -193,6 +239,12 @@ class Categorical(Dimension):
             return "float"
         return "json"
 
+    def check_value(self, value: Any, where: str) -> None:
+        keys = {json.dumps(c, sort_keys=True) for c in self.choices}
+        if not _jsonable(value) or json.dumps(value, sort_keys=True) not in keys:
+            raise SpecError(f"{where}: '{self.name}' = {value!r} is not one of "
+                            f"{self.choices!r}")
+
     def to_json(self) -> dict:
         return {"type": "categorical", "choices": self.choices}
 
@@ -217,7 +269,11 @@ class Categorical(Dimension):
         return (idx + 0.5) / self.size
 
     def __repr__(self) -> str:
-        return f"Categorical({self.choices!r})"
+        return f"Categorical({self.choices!r}{_when_repr(self)})"
+
+
+def _when_repr(dim: Dimension) -> str:
+    return f", when={dim.when!r}" if dim.when else ""
 
 
 class Constant:
@@ -273,15 +329,78 @@ class Space:
                                     f"constant") from None
                 self.constants[name] = value
         self.names = [d.name for d in self.dims]
+        self._conditions = self._check_conditions()
+        self.conditional = bool(self._conditions)
+
+    def _check_conditions(self) -> dict[int, list[tuple[int, list[int]]]]:
+        """Validate every ``when=`` and normalise it to {dim index: [(parent index, allowed
+        choice indexes)]}, with each ``when`` rewritten as {parent: [choices]}."""
+        index = {name: j for j, name in enumerate(self.names)}
+        conditions = {}
+        for j, dim in enumerate(self.dims):
+            if dim.when is None:
+                continue
+            if not isinstance(dim.when, dict) or not dim.when:
+                raise dim._fail(f"when must be a non-empty dict of parent name -> value(s), "
+                                f"got {dim.when!r}")
+            rules, normal = [], {}
+            for parent, values in dim.when.items():
+                p = index.get(parent)
+                if p is None or p >= j:
+                    where = "a parameter listed before it" if p is None else "listed before it"
+                    raise dim._fail(f"when names '{parent}', which must be {where} "
+                                    f"(a Categorical)")
+                pdim = self.dims[p]
+                if not isinstance(pdim, Categorical):
+                    raise dim._fail(f"when names '{parent}', which is a {pdim.kind} "
+                                    f"parameter; conditions need a Categorical parent")
+                keys = [json.dumps(c, sort_keys=True) for c in pdim.choices]
+                single = json.dumps(values, sort_keys=True) in keys
+                wanted = [values] if single or not isinstance(values, (list, tuple)) \
+                    else list(values)
+                allowed = []
+                for v in wanted:
+                    k = json.dumps(v, sort_keys=True) if _jsonable(v) else None
+                    if k not in keys:
+                        raise dim._fail(f"when {{'{parent}': {v!r}}}: {v!r} is not one of "
+                                        f"{parent}'s choices {pdim.choices!r}")
+                    allowed.append(keys.index(k))
+                rules.append((p, sorted(set(allowed))))
+                normal[parent] = [pdim.choices[i] for i in sorted(set(allowed))]
+            dim.when = normal
+            conditions[j] = rules
+        return conditions
 
     @property
     def ndim(self) -> int:
         return len(self.dims)
 
+    def active(self, unit):
+        """An ``(n, d)`` boolean array: which parameters of each unit row are active."""
+        import numpy as np
+
+        unit = np.asarray(unit, dtype=float)
+        act = np.ones(unit.shape, dtype=bool)
+        for j, rules in self._conditions.items():
+            for p, allowed in rules:
+                parent = self.dims[p].index(np.nan_to_num(unit[:, p]))
+                act[:, j] &= act[:, p] & np.isin(parent, allowed)
+        return act
+
+    def mask(self, unit):
+        """A copy of ``unit`` with nan where a parameter is inactive."""
+        import numpy as np
+
+        out = np.array(unit, dtype=float, copy=True)
+        if self.conditional:
+            out[~self.active(out)] = np.nan
+        return out
+
     def to_json(self) -> str:
         """A canonical JSON text (dimensions in order); equal spaces give equal text."""
-        return json.dumps({"dimensions": [{"name": d.name, **d.to_json()} for d in self.dims],
-                           "constants": self.constants}, sort_keys=True)
+        dims = [{"name": d.name, **d.to_json(), **({"when": d.when} if d.when else {})}
+                for d in self.dims]
+        return json.dumps({"dimensions": dims, "constants": self.constants}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Space:
@@ -293,20 +412,52 @@ class Space:
         definition.update({k: Constant(v) for k, v in data["constants"].items()})
         return cls(definition)
 
-    def columns(self, unit) -> list:
-        """Map an ``(n, d)`` unit array to one numpy array of user values per dimension."""
-        return [dim.to_user(unit[:, j]) for j, dim in enumerate(self.dims)]
+    def snap(self, unit):
+        """Snap an ``(n, d)`` unit array column by column, see :meth:`Dimension.snap`."""
+        import numpy as np
 
-    def rows(self, unit) -> list[tuple]:
-        """Map an ``(n, d)`` unit array to ``n`` tuples of plain Python values.
+        out = np.array(unit, dtype=float, copy=True)
+        for j, dim in enumerate(self.dims):
+            if not isinstance(dim, Real):
+                out[:, j] = dim.snap(out[:, j])
+        return out
+
+    def columns(self, unit) -> list:
+        """Map an ``(n, d)`` unit array to one numpy array of user values per dimension.
+
+        Where a coordinate is nan (an inactive conditional parameter) the value is
+        meaningless: use :meth:`active` or the unit array to tell."""
+        import numpy as np
+
+        return [dim.to_user(np.nan_to_num(unit[:, j]) if dim.when else unit[:, j])
+                for j, dim in enumerate(self.dims)]
+
+    def rows(self, unit) -> list:
+        """Map an ``(n, d)`` unit array to ``n`` rows of plain Python values: tuples in
+        the order of :attr:`names`, or, in a space with conditional parameters, dicts of
+        the active parameters only.
 
         Lists and dicts among categorical choices are fresh copies, so an objective that
         changes its parameters cannot change the space."""
+        import numpy as np
+
         cols = [c.tolist() for c in self.columns(unit)]
         for j, dim in enumerate(self.dims):
             if isinstance(dim, Categorical) and dim.column_kind == "json":
                 cols[j] = [copy.deepcopy(v) for v in cols[j]]
-        return list(zip(*cols)) if cols else [()] * len(unit)
+        if not self.conditional:
+            return list(zip(*cols)) if cols else [()] * len(unit)
+        act = ~np.isnan(np.asarray(unit, dtype=float))
+        return [{name: col[i] for name, col, a in zip(self.names, cols, act[i]) if a}
+                for i in range(len(unit))]
+
+    def params(self, unit) -> list[dict]:
+        """Map an ``(n, d)`` unit array to ``n`` dicts of active parameters and constants,
+        as the objective receives them."""
+        rows = self.rows(unit)
+        if not self.conditional:
+            rows = [dict(zip(self.names, r)) for r in rows]
+        return [{**self.constants, **r} for r in rows]
 
     def to_unit(self, params: list[dict]):
         """Map user parameter dicts to an ``(n, d)`` unit array (cell centres)."""
@@ -318,7 +469,7 @@ class Space:
                 out[:, j] = dim.to_unit([p[dim.name] for p in params])
             except KeyError:
                 raise SpecError(f"a configuration lacks parameter '{dim.name}'") from None
-        return out
+        return self.mask(out)
 
     def diff(self, other: Space) -> str:
         """Describe how ``other`` differs from this space, or '' if they are equal."""

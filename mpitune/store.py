@@ -133,6 +133,12 @@ class Store:
         store.journal = Journal(path + JOURNAL_SUFFIX, meta.journal_seq, settings.fsync)
         return store
 
+    @property
+    def checkpoint_root(self) -> str:
+        """``<results file>.checkpoints``: where ``trial.checkpoint_dir`` directories go
+        (absolute, so workers started elsewhere find it)."""
+        return os.path.abspath(self.path) + ".checkpoints"
+
     def record(self, event: dict) -> None:
         """Apply one event to the table, then journal it (an event that cannot be applied
         never reaches the journal, so a replay cannot fail on it)."""

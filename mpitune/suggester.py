@@ -4,23 +4,37 @@ It keeps a short queue of proposed unit-cube points, refilled ``batch_size`` at 
 more when a worker needs a big chunk of cheap trials). The sampler is shown the finished
 trials and, as pending, every trial still running plus the points already queued, so a batch
 spreads away from work in flight. Trials interrupted by an earlier run are handed out again
-first, with their numbers and parameters.
+first, with their numbers and parameters. Explicit configurations (the ``configs`` setting)
+are trials 0, 1, ... of the search; the sampler takes over after them. In a space with
+conditional parameters, inactive coordinates are set to nan before a point is queued.
+
+Rank 0 must never hold the workers up. A model-based sampler is asked only when its last
+call took at most half a trial (the workers keep running their current trials meanwhile)
+and at least as long has passed since (so it uses at most half of rank 0's time); other
+refills come from Sobol' points, which cost nothing. With trials of seconds this never
+happens; with millisecond trials a Gaussian process gives way to Sobol'. The master keeps
+:attr:`Suggester.trial_seconds` up to date.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 import numpy as np
 
-from .samplers import History, Sampler
+from .errors import SpecError
+from .progress import log
+from .samplers import History, Sampler, SobolSampler
 from .space import Space
 from .table import INTERRUPTED, RUNNING, TrialTable, is_finished
+
+MODEL_SHARE_OF_RANK0 = 0.5  # at most this share of rank 0's time goes to a slow sampler
 
 
 class Suggester:
     def __init__(self, sampler: Sampler, space: Space, table: TrialTable, batch_size: int,
-                 direction: str) -> None:
+                 direction: str, configs: list | None = None, fidelity=None) -> None:
         self.sampler = sampler
         self.space = space
         self.table = table
@@ -28,6 +42,27 @@ class Suggester:
         self.sign = 1.0 if direction == "minimize" else -1.0
         self.queue = np.empty((0, space.ndim))
         self.rerun: deque[int] = deque(np.flatnonzero(table.state.data == INTERRUPTED))
+        self.configs = configs_to_unit(space, configs or [])
+        self.fidelity = fidelity  # a pruner that says which losses the sampler models (BOHB)
+        self.trial_seconds: float | None = None  # mean trial duration, from the master
+        self.n_fallback = 0  # points that came from the Sobol' stand-in
+        self._fallback: SobolSampler | None = None
+        self._calls = 0
+        self._call_seconds = 0.0  # how long the sampler's last call took
+        self._call_end = 0.0
+
+    @property
+    def capacity(self) -> int | None:
+        """How many trials the search can have in all (explicit configurations plus the
+        sampler's points), or None when the sampler has no end."""
+        n = self.sampler.capacity()
+        return None if n is None else len(self.configs) + n
+
+    def budget(self, max_trials: int) -> int:
+        """The number of trials the search will run: ``max_trials``, or fewer if the
+        sampler runs out of points (a grid)."""
+        capacity = self.capacity
+        return max_trials if capacity is None else min(max_trials, max(capacity, self.table.n))
 
     def history(self) -> History:
         """The history as the sampler sees it; its arrays are built only if it reads them."""
@@ -37,7 +72,11 @@ class Suggester:
             state = t.state.data
             done = is_finished(state)
             pending = np.concatenate([t.unit.data[state == RUNNING], queue])
-            return t.unit.data[done], self.sign * t.value.data[done], state[done], pending
+            if self.fidelity is not None:
+                loss = self.fidelity.sampler_losses(t, self.space.ndim)[done]
+            else:
+                loss = self.sign * t.value.data[done]
+            return t.unit.data[done], loss, state[done], pending
 
         return History(self.space, n_total=t.n + len(queue), load=load)
 
@@ -47,16 +86,88 @@ class Suggester:
         k -= len(rerun)
         if k <= 0:
             return rerun, None
+        start = self.table.n + len(self.queue)
+        if len(self.queue) < k and start < len(self.configs):
+            fixed = self.configs[start:start + k - len(self.queue)]
+            self.queue = np.concatenate([self.queue, fixed])
         if len(self.queue) < k:
             n = max(self.batch_size, k - len(self.queue))
+            if self.capacity is not None:
+                n = min(n, self.capacity - self.table.n - len(self.queue))
+            if n > 0:
+                self.queue = np.concatenate([self.queue, self._ask(n)])
+        new, self.queue = self.queue[:k], self.queue[k:]
+        return rerun, new
+
+    def _ask(self, n: int) -> np.ndarray:
+        if self._sampler_may_run():
+            t0 = time.perf_counter()
             points = np.asarray(self.sampler.suggest(n, self.history()), dtype=np.float64)
+            self._call_end = time.perf_counter()
+            self._calls += 1
+            self._call_seconds = self._call_end - t0 if self._calls > 1 else 0.0  # imports
             if points.shape != (n, self.space.ndim):
                 raise RuntimeError(f"sampler {self.sampler!r} returned shape {points.shape}, "
                                    f"expected {(n, self.space.ndim)}")
-            self.queue = np.concatenate([self.queue, np.clip(points, 0.0, 1.0)])
-        new, self.queue = self.queue[:k], self.queue[k:]
-        return rerun, new
+        else:
+            if self._fallback is None:
+                self._fallback = SobolSampler(self.sampler.seed)
+            filler = History(self.space, n_total=self.table.n + len(self.queue),
+                             load=lambda: None)
+            points = self._fallback.suggest(n, filler)
+            self.n_fallback += n
+        return self.space.mask(np.clip(points, 0.0, np.nextafter(1.0, 0.0)))
+
+    def _sampler_may_run(self) -> bool:
+        """See the module docstring: a slow sampler must not keep the workers waiting."""
+        spent = self._call_seconds
+        if self.trial_seconds is None or self.sampler.capacity() is not None:
+            return True
+        if spent <= MODEL_SHARE_OF_RANK0 * self.trial_seconds and \
+                time.perf_counter() - self._call_end >= spent:
+            return True
+        if not self.n_fallback and spent > MODEL_SHARE_OF_RANK0 * self.trial_seconds:
+            log(f"the sampler took {1e3 * spent:.3g} ms for its last batch and trials take "
+                f"{1e3 * self.trial_seconds:.3g} ms: batches come from Sobol' points while "
+                f"it would keep workers waiting")
+        return False
 
     @property
     def n_rerun(self) -> int:
         return len(self.rerun)
+
+
+def configs_to_unit(space: Space, configs: list) -> np.ndarray:
+    """Check explicit configurations against the space and map them to unit points.
+
+    Each must be a dict naming every parameter that is active for it (constants may be
+    repeated with their own value); raises :class:`SpecError` naming the configuration,
+    the parameter and the value."""
+    if not isinstance(configs, list):
+        raise SpecError(f"setting 'configs' must be a list of dicts, got {configs!r}")
+    out = np.empty((len(configs), space.ndim))
+    for i, config in enumerate(configs):
+        where = f"setting 'configs', entry {i}"
+        if not isinstance(config, dict):
+            raise SpecError(f"{where}: {config!r} is not a dict of parameter -> value")
+        for name in config:
+            if name not in space.names and name not in space.constants:
+                raise SpecError(f"{where}: unknown parameter {name!r} (parameters: "
+                                f"{', '.join(space.names)})")
+            if name in space.constants and config[name] != space.constants[name]:
+                raise SpecError(f"{where}: '{name}' is the constant "
+                                f"{space.constants[name]!r}, got {config[name]!r}")
+        row = np.full(space.ndim, np.nan)
+        for j, dim in enumerate(space.dims):
+            if not space.active(row[None, :])[0, j]:  # its parents are set already
+                if dim.name in config:
+                    raise SpecError(f"{where}: '{dim.name}' is inactive for these values "
+                                    f"(it needs {dim.when}); leave it out")
+                continue
+            if dim.name not in config:
+                raise SpecError(f"{where}: parameter '{dim.name}' is missing")
+            dim.check_value(config[dim.name], where)
+            row[j] = dim.to_unit([config[dim.name]])[0]
+        out[i] = row
+    return out
+

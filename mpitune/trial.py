@@ -25,8 +25,8 @@ class Trial:
 
     Attributes: ``number`` (unique in the results file), ``params`` (the dict passed to the
     objective), ``rank`` and ``host`` of the worker, ``device`` (``"cuda:0"`` when a GPU was
-    bound to this worker, else ``"cpu"``) and ``gpu`` (the bound GPU's id as the node names
-    it, or None).
+    bound to this worker, else ``"cpu"``), ``gpu`` (the bound GPU's id as the node names
+    it, or None) and ``checkpoint_dir`` (a directory of this trial's own).
     """
 
     __slots__ = ("number", "params", "rank", "host", "device", "gpu", "_link", "_pruned")
@@ -63,6 +63,14 @@ class Trial:
         stop = self._link.should_stop(self.number)
         self._pruned = self._pruned or stop
         return stop
+
+    @property
+    def checkpoint_dir(self) -> str:
+        """This trial's own directory, ``<results file>.checkpoints/trial-<number>``,
+        created on first use. A trial that was running when a job died runs again with the
+        same number, so an objective that saves its state here can resume its training
+        instead of starting over. mpitune never deletes it."""
+        return self._link.checkpoint_dir(self.number)
 
     def __repr__(self) -> str:
         return f"Trial(number={self.number}, params={self.params!r}, device={self.device!r})"

@@ -1,12 +1,16 @@
 """The worker loop: take trials from rank 0, run the objective, send results in groups.
 
 Mirrors :mod:`mpitune.master`. Results of short trials are grouped for up to
-``SEND_INTERVAL``; learning-curve points are sent at most every ``REPORT_INTERVAL`` and
-never wait for an answer; a pruning decision or a stop is picked up at the next report.
+``SEND_INTERVAL``; learning-curve points are sent at most every ``REPORT_INTERVAL`` and do
+not wait for an answer, except at the pruner's decision steps (its rungs): there the
+points leave at once and the trial waits for the verdict, one message round trip. Other
+pruning decisions and stops are picked up at the next report.
 """
 
 from __future__ import annotations
 
+import bisect
+import os
 import signal
 import threading
 import time
@@ -38,6 +42,9 @@ class Worker:
         self.constants: dict = {}
         self.trial_timeout: float | None = None
         self.grace = 5.0
+        self.decision_steps: list[float] = []  # ascending; slightly lowered, see _rungs_at
+        self.checkpoint_root = ""
+        self._rungs_passed: dict[int, int] = {}
         self._signals = 0
         self._interrupter: threading.Timer | None = None
         self.stop: str | None = None
@@ -117,7 +124,9 @@ class Worker:
             if tag == P.TRIALS:
                 self.queue.extend(zip(*payload))
             elif tag == P.SETUP:
-                self.names, self.constants, self.trial_timeout, self.grace = payload
+                (self.names, self.constants, self.trial_timeout, self.grace, steps,
+                 self.checkpoint_root) = payload
+                self.decision_steps = [r * (1.0 - 1e-9) for r in steps]  # as pruners do
             elif tag == P.DECISION:
                 self.decisions[payload[0]] = payload[1]
             elif tag == P.STOP:
@@ -128,7 +137,7 @@ class Worker:
 
     def _run(self, number: int, row: tuple) -> None:
         params = dict(self.constants)
-        params.update(zip(self.names, row))
+        params.update(row if isinstance(row, dict) else zip(self.names, row))
         trial = Trial(number, params, self, self.rank, self.host, self.binding.device,
                       self.binding.gpu)
         self.in_trial = True
@@ -137,6 +146,7 @@ class Worker:
         finally:
             self.in_trial = False
         self.decisions.clear()  # decisions only ever concern the trial that just ended
+        self._rungs_passed.clear()
 
     def _send(self, tag: int) -> None:
         self.channel.post(0, tag, self.outcomes.payload())
@@ -146,10 +156,36 @@ class Worker:
     def report(self, number: int, step: float, value: float) -> None:
         self.outcomes.add_point(number, step, value)
         now = time.monotonic()
-        if now - self.last_report >= REPORT_INTERVAL:
-            self.channel.post(0, P.REPORTS, self.outcomes.take_curve())
+        passed = bisect.bisect_right(self.decision_steps, step)
+        if passed > self._rungs_passed.get(number, 0):  # reached a rung: wait for the verdict
+            self._rungs_passed[number] = passed
+            self.channel.post(0, P.REPORTS, (self.outcomes.take_curve(), number))
+            self.last_report = now
+            self._await_verdict(number)
+        elif now - self.last_report >= REPORT_INTERVAL:
+            self.channel.post(0, P.REPORTS, (self.outcomes.take_curve(), -1))
             self.last_report = now
         self._drain()
+
+    def _await_verdict(self, number: int) -> None:
+        """Wait until rank 0 says whether trial ``number`` goes on past this rung; a stop
+        (signal, grace period over) ends the wait too."""
+        backoff = P.Backoff()
+        while True:
+            self._drain()
+            verdict = self.decisions.get(number)
+            if verdict == P.CONTINUE:
+                del self.decisions[number]
+                return
+            if verdict is not None or self.stop is not None \
+                    or time.monotonic() >= self.interrupt_at:
+                return
+            backoff.pause()
+
+    def checkpoint_dir(self, number: int) -> str:
+        path = os.path.join(self.checkpoint_root or ".mpitune-checkpoints", f"trial-{number}")
+        os.makedirs(path, exist_ok=True)
+        return path
 
     def should_stop(self, number: int) -> bool:
         if time.monotonic() >= self.interrupt_at:

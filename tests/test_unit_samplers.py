@@ -3,6 +3,8 @@ mpitune.suggester."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from scipy.stats import qmc
@@ -142,7 +144,7 @@ def test_make_sampler_copies_an_object_and_rejects_unknown():
     assert made is not obj  # a search never changes the user's object
     assert type(made) is RandomSampler and made.seed == 1
     check_sampler(obj)
-    for bad in ("grid", "", None, RandomSampler):
+    for bad in ("hillclimb", "", None, RandomSampler):
         with pytest.raises(SpecError, match="sampler"):
             make_sampler(bad)
 
@@ -313,3 +315,31 @@ def test_suggester_with_a_real_sampler_matches_direct_calls():
         got.append(new)
     direct = fresh("sobol", 11, SMALL).suggest(12, history(SMALL, 0))
     np.testing.assert_allclose(np.vstack(got), direct[: sum((1, 2, 3, 5, 1))])
+
+
+class SlowSampler(Sampler):
+    """Takes 30 ms per call and proposes the centre of the cube (easy to tell apart)."""
+
+    def suggest(self, n, history):
+        time.sleep(0.03)
+        return np.full((n, history.ndim), 0.5)
+
+
+def test_a_slow_sampler_gives_way_to_sobol_for_short_trials():
+    space = Space({"a": Real(0, 1), "b": Real(0, 1)})
+    sampler = SlowSampler(seed=1)
+    sampler.bind(space, 1)
+    table = TrialTable(space.ndim)
+    sugg = Suggester(sampler, space, table, 4, "minimize")
+    for _ in range(2):  # the first call is not timed (imports); the second is
+        table.add(sugg.take(4)[1])
+    assert sugg.n_fallback == 0
+    sugg.trial_seconds = 0.01  # 30 ms per batch would keep the workers waiting
+    got = sugg.take(4)[1]
+    assert sugg.n_fallback == 4 and not np.any(got == 0.5)
+    sobol = SobolSampler(1)
+    np.testing.assert_array_equal(got, sobol.suggest(4, history(space, table.n)))
+    table.add(got)
+    sugg.trial_seconds = 1.0  # long trials: the sampler is asked again, once as long as
+    time.sleep(0.035)          # its last call has passed since (half of rank 0's time)
+    assert np.all(sugg.take(4)[1] == 0.5) and sugg.n_fallback == 4

@@ -151,7 +151,7 @@ def test_field_type_of_every_setting():
                 "queue_ahead": float, "bind_gpus": bool, "fsync": bool}
     assert {k: types[k] for k in expected if k in types} == \
         {k: v for k, v in expected.items() if k in types}
-    assert set(types.values()) <= {str, int, float, bool}
+    assert set(types.values()) <= {str, int, float, bool, list}  # list: a JSON argument
 
 
 def test_parse_without_options():

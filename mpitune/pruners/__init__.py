@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from ..errors import SpecError
 from ._asha import ASHAPruner
 from ._base import Pruner, to_loss
+from ._bohb import BOHBPruner
 from ._hyperband import HyperbandPruner
 from ._median import MedianPruner
 
@@ -24,11 +25,11 @@ if TYPE_CHECKING:
     from ..table import TrialTable
 
 PRUNERS: dict[str, type[Pruner]] = {"median": MedianPruner, "asha": ASHAPruner,
-                                    "hyperband": HyperbandPruner}
+                                    "hyperband": HyperbandPruner, "bohb": BOHBPruner}
 NAMES = ("none", *PRUNERS)
 
-__all__ = ["ASHAPruner", "HyperbandPruner", "MedianPruner", "NAMES", "PRUNERS", "Pruner",
-           "check_pruner", "make_pruner", "to_loss"]
+__all__ = ["ASHAPruner", "BOHBPruner", "HyperbandPruner", "MedianPruner", "NAMES", "PRUNERS",
+           "Pruner", "check_pruner", "make_pruner", "to_loss"]
 
 
 def check_pruner(pruner: Any) -> None:

@@ -98,6 +98,19 @@ def asha_stop_rungs(curves: Sequence[tuple[Sequence[float], Sequence[float]]],
     return out
 
 
+def _ladder_steps(ladders: Sequence[Ladder], most: int = 64) -> list[float]:
+    """The rung resources of ``ladders``, ascending (the first ``most`` of each when
+    there is no ``max_resource``)."""
+    steps = set()
+    for lad in ladders:
+        for k in range(most):
+            r = lad.min_resource * lad.reduction_factor ** k
+            if not is_rung(r, lad.max_resource):
+                break
+            steps.add(r)
+    return sorted(steps)
+
+
 class Ladder:
     """The rungs of one successive-halving bracket: each an ascending list of losses."""
 
@@ -165,6 +178,9 @@ class ASHAPruner(Pruner):
             if k < 0:
                 out.append(number)
         return out
+
+    def decision_steps(self) -> list[float]:
+        return _ladder_steps([self.ladder])
 
     def finished(self, numbers, states, values) -> None:
         for number in numbers:

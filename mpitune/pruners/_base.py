@@ -63,6 +63,12 @@ class Pruner(ABC):
         """Take curve points (three equal-length lists, in arrival order); return the
         numbers of trials to stop now. A number is returned at most once."""
 
+    def decision_steps(self) -> list[float]:
+        """Steps at which this pruner decides whether a trial goes on (its rungs); a trial
+        that reaches one waits for the verdict, one message round trip, instead of
+        learning it at its next report. Empty (the default): never wait."""
+        return []
+
     def finished(self, numbers: Sequence[int], states: Sequence[int],
                  values: Sequence[float]) -> None:
         """Trials ended (state codes from :mod:`mpitune.table`): drop per-trial state."""

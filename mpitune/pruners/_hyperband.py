@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._asha import ASHAPruner, Ladder
+from ._asha import ASHAPruner, Ladder, _ladder_steps
 
 _PHI = (math.sqrt(5.0) - 1.0) / 2.0  # golden ratio: a low-discrepancy sequence frac(n * phi)
 
@@ -70,6 +70,9 @@ class HyperbandPruner(ASHAPruner):
         if ladder is None:
             ladder = self._bracket[number] = self.ladders[self.bracket(number)]
         return ladder
+
+    def decision_steps(self) -> list[float]:
+        return _ladder_steps(self.ladders)
 
     def finished(self, numbers, states, values) -> None:
         super().finished(numbers, states, values)

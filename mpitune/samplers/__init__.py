@@ -10,13 +10,23 @@ import copy
 from typing import Any
 
 from ..errors import SpecError
+from ._auto import AutoSampler
 from ._base import History, Sampler
-from ._qmc import SobolSampler
+from ._cmaes import CMAESSampler
+from ._gp import GPSampler
+from ._grid import GridSampler
+from ._qmc import LatinHypercubeSampler, SobolSampler
 from ._random import RandomSampler
+from ._tpe import TPESampler
 
-SAMPLERS: dict[str, type[Sampler]] = {"random": RandomSampler, "sobol": SobolSampler}
+SAMPLERS: dict[str, type[Sampler]] = {
+    cls.name: cls for cls in (AutoSampler, GPSampler, TPESampler, CMAESSampler, SobolSampler,
+                              LatinHypercubeSampler, RandomSampler, GridSampler)
+}
 
-__all__ = ["SAMPLERS", "History", "RandomSampler", "Sampler", "SobolSampler", "make_sampler"]
+__all__ = ["SAMPLERS", "AutoSampler", "CMAESSampler", "GPSampler", "GridSampler", "History",
+           "LatinHypercubeSampler", "RandomSampler", "Sampler", "SobolSampler", "TPESampler",
+           "make_sampler"]
 
 
 def check_sampler(sampler: Any) -> None:

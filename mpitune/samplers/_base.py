@@ -22,6 +22,10 @@ class History:
     as their position in their stream, which makes a resumed search propose exactly what the
     uninterrupted one would have.
 
+    In a space with conditional parameters, a coordinate is ``nan`` where that parameter
+    was inactive (in ``x`` and in ``pending``); the sampler may propose any value there,
+    the space masks it out again.
+
     The arrays may be given, or built on first use by ``load()`` returning
     ``(x, loss, state, pending)``: samplers that only need ``n_total`` (random, Sobol) then
     cost nothing per batch, however long the history.
@@ -78,11 +82,25 @@ class Sampler(ABC):
     def __init__(self, seed: Optional[int] = None) -> None:
         self.seed = seed
 
-    def bind(self, space: Space, seed: int) -> None:
-        """Attach the search space and the search's seed (unless one was given)."""
+    def bind(self, space: Space, seed: int, budget: Optional[int] = None) -> None:
+        """Attach the search space, the search's seed (unless one was given) and the trial
+        budget (``max_trials``; None when unknown), before the first :meth:`suggest`.
+
+        Raise :class:`mpitune.errors.SpecError` if the sampler cannot search this space."""
         self.space = space
+        self.budget = budget
         if self.seed is None:
             self.seed = seed
+
+    def capacity(self) -> Optional[int]:
+        """How many distinct points this sampler can propose in all (a grid, a list), or
+        None when there is no end. The search stops when they are used up."""
+        return None
+
+    def rng(self, history: History) -> np.random.Generator:
+        """A generator determined by the seed and the history's length: a resumed search
+        that sees the same history draws the same numbers."""
+        return np.random.default_rng([self.seed or 0, history.n_total])
 
     @abstractmethod
     def suggest(self, n: int, history: History) -> np.ndarray:

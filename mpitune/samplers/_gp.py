@@ -1,0 +1,446 @@
+"""Gaussian-process Bayesian optimisation, batched with a Kriging believer.
+
+The model is a GP with a Matérn-5/2 kernel and one length scale per dimension, fitted by
+maximum a-posteriori likelihood (L-BFGS-B, analytic gradients) to the losses, standardised
+and Yeo-Johnson transformed (heavy tails, such as Rosenbrock's, otherwise ruin the fit).
+Each new point maximises log expected improvement: the best of a thousand random and
+incumbent-perturbed candidates start a joint L-BFGS-B run over the real coordinates (in
+length-scale units, with analytic gradients), then integer and categorical coordinates
+move one step at a time while that improves.
+
+Types: an integer enters the kernel at the centre of its cell, so the model never
+distinguishes two points that run the same configuration; a categorical enters as a
+one-hot block (a Hamming-distance term with its own length scale). A coordinate that is
+``nan`` (an inactive conditional parameter) enters as 0.5 for numbers and as "no choice"
+(an all-zero one-hot) for categoricals. Failed and pruned trials (``nan`` loss) count as
+the worst loss seen so far: the search then avoids them without leaving the region.
+
+Batches: trials still running enter the model as fantasies whose outcome is the posterior
+mean (a Kriging believer). That leaves the mean unchanged and shrinks the variance around
+work in flight, so the next point goes elsewhere unless the model is confident there.
+
+Cost: the hyper-parameters are refitted only when the number of finished trials crosses a
+geometric schedule (about 9 % growth), on that prefix of the history, and memoised; the
+result depends on the history alone, so a resumed search proposes what the uninterrupted
+one would have. Past ``max_points`` finished trials the GP keeps the best half of them plus
+a seeded random sample of the rest, which bounds every step at O(max_points^3).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from typing import Optional
+
+import numpy as np
+from scipy import linalg, optimize, special, stats
+from scipy.spatial.distance import cdist
+
+from ..space import Categorical, Integer, Space
+from ._base import History, Sampler
+from ._qmc import SobolSampler
+
+_SQRT5 = math.sqrt(5.0)
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+_NOISE_FLOOR = 1e-6  # noise variance of the standardised losses, at least
+_BELOW_ONE = np.nextafter(1.0, 0.0)
+_LENGTH_SCALES = (1e-2, 1e2)  # bounds, in the unit cube
+_BLOCK = 256  # candidates scored at a time
+
+
+def matern52(r2: np.ndarray, scale: float, derivative: bool = True):
+    """The Matérn-5/2 kernel as a function of the squared scaled distance ``r2`` and, with
+    ``derivative``, also its derivative with respect to ``r2`` (finite at 0, unlike the
+    one with respect to r). In place where it can: these arrays are the bulk of the work."""
+    k = np.sqrt(r2)
+    k *= _SQRT5
+    e = np.exp(-k)
+    e *= scale
+    k += 1.0
+    if derivative:
+        dk = k * e
+        dk *= -5.0 / 6.0
+    k += (5.0 / 3.0) * r2
+    k *= e
+    return (k, dk) if derivative else k
+
+
+def log_h(z: np.ndarray) -> np.ndarray:
+    """``log(phi(z) + z Phi(z))``, the log of expected improvement at unit variance, stable
+    for very negative ``z`` (Ament et al., 2023, "Unexpected improvements")."""
+    z = np.asarray(z, dtype=float)
+    out = np.empty_like(z)
+    mid = z > -1.0
+    zm = z[mid]
+    out[mid] = np.log(np.exp(-0.5 * zm * zm) / math.sqrt(2 * math.pi) + zm * special.ndtr(zm))
+    low = ~mid & (z > -1e4)
+    zl = z[low]
+    tail = np.log1p(zl * math.sqrt(math.pi / 2) * special.erfcx(-zl / math.sqrt(2)))
+    out[low] = -0.5 * zl * zl - _LOG_SQRT_2PI + tail
+    far = z <= -1e4
+    out[far] = -0.5 * z[far] ** 2 - _LOG_SQRT_2PI - 2.0 * np.log(-z[far])
+    return out
+
+
+class _Features:
+    """Maps unit-cube rows to kernel features: numbers (integers at their cell centres,
+    nan as 0.5) then one one-hot block per categorical (nan as all zeros). ``group[c]`` is
+    the dimension of feature column ``c``; one-hot columns count half, so that two
+    different choices are at squared distance 1 in their dimension."""
+
+    def __init__(self, space: Space) -> None:
+        self.space = space
+        dims = space.dims
+        self.numeric = [j for j, dim in enumerate(dims) if not isinstance(dim, Categorical)]
+        self.integer = [j for j, dim in enumerate(dims) if isinstance(dim, Integer)]
+        self.real = [j for j in self.numeric if j not in self.integer]
+        self.categorical = [j for j, dim in enumerate(dims) if isinstance(dim, Categorical)]
+        group = list(self.numeric)
+        for j in self.categorical:
+            group += [j] * dims[j].size
+        self.group = np.array(group, dtype=np.intp)
+        self.weight = np.where(np.arange(len(group)) < len(self.numeric), 1.0, 0.5)
+        self.real_columns = np.array([self.numeric.index(j) for j in self.real], dtype=np.intp)
+        # the (n, nf, d) indicator that sums feature columns into their dimensions
+        self.to_dims = np.zeros((len(group), space.ndim))
+        self.to_dims[np.arange(len(group)), self.group] = self.weight
+
+    def encode(self, unit: np.ndarray) -> np.ndarray:
+        unit = np.asarray(unit, dtype=float)
+        numbers = unit[:, self.numeric]
+        if self.integer:
+            numbers = self.space.snap(unit)[:, self.numeric]
+        blocks = [np.where(np.isnan(numbers), 0.5, numbers)]
+        for j in self.categorical:
+            dim = self.space.dims[j]
+            u = unit[:, j]
+            ok = ~np.isnan(u)
+            onehot = np.zeros((len(u), dim.size))
+            onehot[np.flatnonzero(ok), dim.index(np.clip(u[ok], 0.0, 1.0))] = 1.0
+            blocks.append(onehot)
+        return np.hstack(blocks)
+
+    def sqdist_by_dim(self, f: np.ndarray) -> np.ndarray:
+        """(d, n, n) squared differences of the rows of ``f``, summed per dimension."""
+        diff = f[:, None, :] - f[None, :, :]
+        return np.moveaxis((diff * diff) @ self.to_dims, 2, 0)
+
+    def scales(self, inv_ls2: np.ndarray) -> np.ndarray:
+        """Per-feature multipliers: scaled features have unit length scale."""
+        return np.sqrt(inv_ls2[self.group] * self.weight)
+
+
+def fit_hyperparameters(d2: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """MAP fit of ``[log inverse squared length scales (d), log scale, log noise]`` to the
+    standardised losses ``y``, given the (d, n, n) squared differences per dimension.
+
+    The priors are Optuna's (gamma-like on the inverse squared length scales, the scale
+    and the noise); they keep the fit sane with few points."""
+    d, n = d2.shape[0], len(y)
+    flat = d2.reshape(d, -1)
+    eye = np.eye(n)
+
+    def objective(p: np.ndarray) -> tuple[float, np.ndarray]:
+        lam, scale, noise = np.exp(p[:d]), math.exp(p[d]), math.exp(p[d + 1])
+        k, dk = matern52(np.tensordot(lam, d2, 1), scale)
+        try:
+            factor = linalg.cho_factor(k + (noise + 1e-9) * eye, lower=True,
+                                       check_finite=False)
+        except linalg.LinAlgError:
+            return 1e10, np.zeros_like(p)
+        alpha = linalg.cho_solve(factor, y, check_finite=False)
+        w = linalg.cho_solve(factor, eye, check_finite=False) - np.outer(alpha, alpha)
+        nll = 0.5 * y @ alpha + np.log(np.diag(factor[0])).sum()
+        grad = np.empty_like(p)
+        grad[:d] = 0.5 * lam * (flat @ (w * dk).ravel())
+        grad[d] = 0.5 * np.sum(w * k)
+        grad[d + 1] = 0.5 * noise * np.trace(w)
+        prior = -np.sum(0.1 / lam + 0.1 * lam) + math.log(scale) - scale \
+            + 0.1 * math.log(noise) - 30.0 * noise
+        dprior = np.concatenate([0.1 / lam - 0.1 * lam, [1.0 - scale, 0.1 - 30.0 * noise]])
+        return nll - prior, grad - dprior
+
+    start = np.zeros(d + 2)
+    start[d + 1] = math.log(1e-3)
+    lam_bounds = (-2 * math.log(_LENGTH_SCALES[1]), -2 * math.log(_LENGTH_SCALES[0]))
+    bounds = [lam_bounds] * d + [(math.log(1e-2), math.log(1e2)), (math.log(_NOISE_FLOOR), 0.0)]
+    res = optimize.minimize(objective, start, jac=True, method="L-BFGS-B", bounds=bounds,
+                            options={"maxiter": 100})
+    return res.x
+
+
+class _Posterior:
+    """A GP conditioned on scaled features ``z`` with standardised targets ``y``."""
+
+    def __init__(self, z: np.ndarray, y: np.ndarray, scale: float, noise: float) -> None:
+        self.z, self.y, self.scale, self.noise = z, y, scale, noise
+        k = matern52(cdist(z, z, "sqeuclidean"), scale, derivative=False)
+        factor = linalg.cho_factor(k + (noise + 1e-9) * np.eye(len(y)), lower=True,
+                                   check_finite=False)
+        self.factor = factor
+        self.alpha = linalg.cho_solve(factor, y, check_finite=False)
+
+    @functools.cached_property
+    def kinv(self) -> np.ndarray:
+        """The inverse of the noisy kernel matrix (only needed for variances)."""
+        return linalg.cho_solve(self.factor, np.eye(len(self.y)), check_finite=False)
+
+    def believe(self, z: np.ndarray) -> _Posterior:
+        """This posterior with fantasies at ``z`` whose outcome is the current mean."""
+        k = matern52(cdist(z, self.z, "sqeuclidean"), self.scale, derivative=False)
+        mean = k @ self.alpha
+        return _Posterior(np.vstack([self.z, z]), np.concatenate([self.y, mean]), self.scale,
+                          self.noise)
+
+    def predict(self, z: np.ndarray, columns: Optional[np.ndarray] = None) -> tuple:
+        """Mean and variance at ``z``; with ``columns``, also their gradients with respect to
+        those feature columns."""
+        r2 = cdist(z, self.z, "sqeuclidean")
+        if columns is None:
+            k = matern52(r2, self.scale, derivative=False)
+        else:
+            k, dk = matern52(r2, self.scale)
+        v = k @ self.kinv
+        mean = k @ self.alpha
+        var = np.maximum(self.scale - np.einsum("ij,ij->i", k, v), 1e-12)
+        if columns is None:
+            return mean, var
+        da, dv = dk * self.alpha, dk * v
+        zc, ac = z[:, columns], self.z[:, columns]
+        dmean = 2.0 * (zc * da.sum(1)[:, None] - da @ ac)
+        dvar = -4.0 * (zc * dv.sum(1)[:, None] - dv @ ac)
+        return mean, var, dmean, dvar
+
+    def log_ei(self, z: np.ndarray, best: float, columns: Optional[np.ndarray] = None):
+        """log expected improvement below ``best`` (and its gradient, see :meth:`predict`).
+        Without gradient, rows go by blocks that keep the (rows, n) temporaries in cache."""
+        if columns is None:
+            mean, var = (np.concatenate(a) for a in zip(*(
+                self.predict(z[i:i + _BLOCK]) for i in range(0, len(z), _BLOCK))))
+            sd = np.sqrt(var)
+            return np.log(sd) + log_h((best - mean) / sd)
+        mean, var, dmean, dvar = self.predict(z, columns)
+        sd = np.sqrt(var)
+        u = (best - mean) / sd
+        lh = log_h(u)
+        ratio = np.exp(special.log_ndtr(u) - lh)  # d log_h / du
+        dsd = dvar / (2.0 * sd[:, None])
+        grad = dsd / sd[:, None] - ratio[:, None] * (dmean + u[:, None] * dsd) / sd[:, None]
+        return np.log(sd) + lh, grad
+
+
+def _schedule(m: int) -> int:
+    """The history prefix the hyper-parameters are fitted on: m itself for small m, else
+    the largest 2^(k/8) <= m (a refit every ~9 % of growth)."""
+    if m < 16:
+        return m
+    return int(2.0 ** (math.floor(8.0 * math.log2(m)) / 8.0))
+
+
+def _impute(loss: np.ndarray) -> np.ndarray:
+    """Failed trials (nan) take the worst finite loss."""
+    ok = np.isfinite(loss)
+    return np.where(ok, loss, np.max(loss[ok]) if ok.any() else 0.0)
+
+
+def _standardise(y: np.ndarray) -> np.ndarray:
+    sd = np.std(y)
+    return (y - np.mean(y)) / (sd if sd > 0 else 1.0)
+
+
+def warp(y: np.ndarray, power: Optional[float] = None) -> tuple[np.ndarray, float]:
+    """Standardised losses, Yeo-Johnson transformed and standardised again, and the power
+    used (fitted by maximum likelihood when ``power`` is None). Heavy-tailed losses (a
+    valley among huge walls, like Rosenbrock's) become near-Gaussian, which the GP models
+    far better; well-behaved ones are left almost unchanged."""
+    y = _standardise(y)
+    if np.ptp(y) == 0:
+        return y, 1.0
+    if power is None:
+        power = float(stats.yeojohnson_normmax(y))
+    return _standardise(stats.yeojohnson(y, lmbda=power)), power
+
+
+class GPSampler(Sampler):
+    """Bayesian optimisation with a Gaussian process and log expected improvement.
+
+    Parameters
+    ----------
+    seed:
+        Seed of the random candidates and of the start-up design (None: the search's).
+    n_startup:
+        Trials drawn from a scrambled Sobol' sequence before the model takes over; by
+        default ``max(10, 2 d + 2)`` capped at 20.
+    max_points:
+        The most finished trials the GP is conditioned on; beyond, it keeps the best half
+        and a seeded random sample of the rest, so a suggestion costs at most
+        O(max_points^3) however long the search.
+    """
+
+    name = "gp"
+
+    def __init__(self, seed: Optional[int] = None, n_startup: Optional[int] = None,
+                 max_points: int = 300) -> None:
+        super().__init__(seed)
+        if n_startup is not None and (not isinstance(n_startup, int) or n_startup < 1):
+            raise ValueError(f"The value of `n_startup` is {n_startup!r}, but must be an "
+                             f"int >= 1 or None.")
+        if not isinstance(max_points, int) or max_points < 20:
+            raise ValueError(f"The value of `max_points` is {max_points!r}, but must be an "
+                             f"int >= 20.")
+        self.n_startup = n_startup
+        self.max_points = max_points
+        self._fit_memo: tuple = (None, None)
+
+    def startup(self, d: int) -> int:
+        """The number of start-up trials in ``d`` dimensions."""
+        return self.n_startup if self.n_startup is not None else min(max(10, 2 * d + 2), 20)
+
+    def suggest(self, n: int, history: History) -> np.ndarray:
+        d = history.ndim
+        if d == 0 or n == 0:
+            return np.empty((n, d))
+        k = min(n, max(0, self.startup(d) - history.n_total))
+        if k < n and not np.isfinite(history.loss).any():
+            k = n  # nothing to model yet
+        first = SobolSampler(self.seed).suggest(k, history) if k else np.empty((0, d))
+        if k == n:
+            return first
+        pending = np.vstack([history.pending, first])
+        return np.vstack([first, self._propose(n - k, history, pending)])
+
+    def _subset(self, loss: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Indices of the rows the GP keeps: all, or the best half plus a random sample."""
+        m = len(loss)
+        if m <= self.max_points:
+            return np.arange(m)
+        order = np.argsort(loss, kind="stable")
+        half = self.max_points // 2
+        rest = rng.choice(order[half:], self.max_points - half, replace=False)
+        return np.sort(np.concatenate([order[:half], rest]))
+
+    def _hyperparameters(self, feats: _Features, x: np.ndarray, loss: np.ndarray):
+        """Fitted kernel parameters and warping power for this history, memoised on the
+        prefix of the history they depend on."""
+        m = _schedule(len(loss))
+        key = hashlib.blake2b(np.ascontiguousarray(x[:m]).tobytes()
+                              + np.ascontiguousarray(loss[:m]).tobytes()
+                              + repr((self.seed, self.max_points)).encode()).hexdigest()
+        if self._fit_memo[0] != key:
+            y = _impute(loss[:m])
+            rows = self._subset(y, np.random.default_rng([self.seed or 0, m, 1]))
+            y, power = warp(y[rows])
+            d2 = feats.sqdist_by_dim(feats.encode(x[:m][rows]))
+            self._fit_memo = (key, (fit_hyperparameters(d2, y), power))
+        return self._fit_memo[1]
+
+    def _propose(self, n: int, history: History, pending: np.ndarray) -> np.ndarray:
+        space = history.space
+        feats = _Features(space)
+        rng = self.rng(history)
+        x, loss = np.asarray(history.x, dtype=float), np.asarray(history.loss, dtype=float)
+        params, power = self._hyperparameters(feats, x, loss)
+        d = space.ndim
+        scales = feats.scales(np.exp(params[:d]))
+        y = _impute(loss)
+        rows = self._subset(y, rng)
+        x, y = x[rows], warp(y[rows], power)[0]
+        gp = _Posterior(feats.encode(x) * scales, y, math.exp(params[d]),
+                        math.exp(params[d + 1]))
+        if len(pending):
+            gp = gp.believe(feats.encode(pending) * scales)
+        incumbents = np.where(np.isnan(x), 0.5, x)[np.argsort(y, kind="stable")[:5]]
+        out = np.empty((n, d))
+        for i in range(n):
+            # the believed outcomes count: a point whose mean beats the best is taken once
+            out[i] = _maximise(gp, float(np.min(gp.y)), feats, scales, incumbents, rng)
+            if i + 1 < n:
+                gp = gp.believe(feats.encode(out[i:i + 1]) * scales)
+        return out
+
+
+def _candidates(space: Space, incumbents: np.ndarray, rng: np.random.Generator,
+                n_uniform: int = 500, n_local: int = 500) -> np.ndarray:
+    """Uniform points plus Gaussian perturbations of the incumbents at scales from 1e-3 to
+    0.3, each moving a random subset of about 20 coordinates (all in low dimensions)."""
+    d = space.ndim
+    centres = incumbents[rng.integers(len(incumbents), size=n_local)]
+    step = np.exp(rng.uniform(math.log(1e-3), math.log(0.3), size=(n_local, 1)))
+    moved = rng.random((n_local, d)) < min(1.0, 20.0 / d)
+    local = centres + moved * step * rng.standard_normal((n_local, d))
+    points = np.vstack([rng.random((n_uniform, d)), np.clip(local, 0.0, _BELOW_ONE)])
+    return space.snap(points)
+
+
+def _maximise(gp: _Posterior, best: float, feats: _Features, scales: np.ndarray,
+              incumbents: np.ndarray, rng: np.random.Generator, n_starts: int = 4) -> np.ndarray:
+    """The point of the unit cube with the highest log EI that we can find."""
+    space = feats.space
+    cand = _candidates(space, incumbents, rng)
+    score = gp.log_ei(feats.encode(cand) * scales, best)
+    top = np.argsort(-score, kind="stable")[:n_starts]
+    points, score = cand[top], score[top]
+    if feats.real:
+        points, score = _polish_real(gp, best, feats, scales, points)
+    i = int(np.argmax(score))
+    point = points[i]
+    if feats.integer or feats.categorical:
+        point = _polish_discrete(gp, best, feats, scales, point, score[i])
+    return np.minimum(point, _BELOW_ONE)
+
+
+def _polish_real(gp: _Posterior, best: float, feats: _Features, scales: np.ndarray,
+                 points: np.ndarray, maxiter: int = 15) -> tuple[np.ndarray, np.ndarray]:
+    """L-BFGS-B on the real coordinates of all starts at once (their log EIs summed: the
+    starts are independent, so the gradient separates). It works on the scaled features
+    (coordinate / length scale), where the acquisition is about equally curved in every
+    direction: far fewer iterations than in the unit cube."""
+    cols = feats.real_columns
+    z = feats.encode(points) * scales
+    before = gp.log_ei(z, best)
+
+    def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        z[:, cols] = flat.reshape(len(points), len(cols))
+        value, grad = gp.log_ei(z, best, cols)
+        return -float(np.sum(value)), -grad.ravel()
+
+    start = z[:, cols].ravel()
+    upper = np.tile(scales[cols], len(points))
+    res = optimize.minimize(objective, start, jac=True, method="L-BFGS-B",
+                            bounds=optimize.Bounds(np.zeros_like(upper), upper),
+                            options={"maxiter": maxiter, "maxfun": maxiter + 5})
+    out = points.copy()
+    out[:, feats.real] = np.clip(res.x.reshape(len(points), len(cols)) / scales[cols], 0.0,
+                                 _BELOW_ONE)
+    final = gp.log_ei(feats.encode(out) * scales, best)
+    keep = final >= before
+    return np.where(keep[:, None], out, points), np.where(keep, final, before)
+
+
+def _polish_discrete(gp: _Posterior, best: float, feats: _Features, scales: np.ndarray,
+                     point: np.ndarray, score: float, rounds: int = 3) -> np.ndarray:
+    """Move one integer by one step or change one choice while log EI improves."""
+    dims = feats.space.dims
+    cols, values = [], []
+    for j in feats.integer:
+        size = dims[j].size
+        cols += [j, j]
+        values += [-1.0 / size, 1.0 / size]  # relative moves
+    relative = len(cols)
+    for j in feats.categorical:
+        size = dims[j].size
+        cols += [j] * size
+        values += list((np.arange(size) + 0.5) / size)
+    cols, values = np.array(cols), np.array(values)
+    for _ in range(rounds):
+        trial = np.repeat(point[None], len(cols), axis=0)
+        rows = np.arange(len(cols))
+        trial[rows, cols] = np.where(rows < relative, trial[rows, cols] + values, values)
+        trial = feats.space.snap(np.clip(trial, 0.0, _BELOW_ONE))
+        value = gp.log_ei(feats.encode(trial) * scales, best)
+        i = int(np.argmax(value))
+        if value[i] <= score:
+            break
+        point, score = trial[i], value[i]
+    return point

@@ -1,0 +1,197 @@
+"""End to end under mpiexec: every sampler runs a search to its budget; conditional
+parameters reach the objective only when active and are stored as missing; explicit
+configurations run first; a grid stops when it is used up; bad input is refused before
+the results file is touched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import h5py
+import numpy as np
+import pytest
+from conftest import error_lines, write_spec
+
+import mpitune
+from mpitune.samplers import SAMPLERS
+
+CONDITIONAL = '''
+from mpitune import Categorical, Integer, Real
+
+space = {
+    "opt": Categorical(["sgd", "adam", "rms"]),
+    "momentum": Real(0.0, 0.99, when={"opt": "sgd"}),
+    "nesterov": Categorical([True, False], when={"opt": "sgd"}),
+    "beta": Real(0.8, 0.999, when={"opt": ["adam", "rms"]}),
+    "layers": Integer(1, 4),
+    "width": Integer(8, 64, log=True, when={"opt": "adam"}),
+    "lr": Real(1e-4, 1.0, log=True),
+    "epochs": 2,
+}
+EXPECTED = {"sgd": {"momentum", "nesterov"}, "adam": {"beta", "width"}, "rms": {"beta"}}
+
+
+def objective(params, trial):
+    keys = set(params) - {"opt", "layers", "lr", "epochs"}
+    if keys != EXPECTED[params["opt"]]:
+        raise RuntimeError(f"wrong parameters for {params['opt']}: {sorted(keys)}")
+    value = abs(params["lr"] - 0.01) + params["layers"] / 10
+    if params["opt"] == "sgd":
+        value += abs(params["momentum"] - 0.9) + (0.0 if params["nesterov"] else 0.1)
+    else:
+        value += 1.0 - params["beta"] + params.get("width", 0) / 1000
+    return value
+'''
+
+
+@pytest.mark.parametrize("sampler", ["auto", "tpe", "gp", "sobol", "random", "lhs"])
+def test_conditional_space_with_every_sampler(tmp_path, run, sampler):
+    if sampler not in SAMPLERS:
+        pytest.skip(f"sampler {sampler} is not registered")
+    spec = write_spec(tmp_path, CONDITIONAL)
+    res = run(3, [spec, "--max-trials", 40, "--sampler", sampler, "--seed", 5,
+                  "--progress-interval", 0])
+    assert res.returncode == 0, res.describe()
+    r = mpitune.load(str(tmp_path / "results.h5"))
+    assert len(r) == 40 and (r["state"] == "complete").all(), r.trials["error"]
+    opt = r["opt"]
+    assert set(opt) == {"sgd", "adam", "rms"}
+    sgd, adam = opt == "sgd", opt == "adam"
+    assert np.isnan(r["momentum"][~sgd]).all() and not np.isnan(r["momentum"][sgd]).any()
+    assert np.isnan(r["beta"][sgd]).all() and not np.isnan(r["beta"][~sgd]).any()
+    assert np.isnan(r["nesterov"][~sgd]).all()  # a conditional bool column is float64
+    width = r["width"]
+    assert np.isnan(width[~adam]).all()
+    assert np.all(width[adam] == np.round(width[adam])) and np.all(width[adam] >= 8)
+    assert set(r.params(int(np.flatnonzero(sgd)[0]))) == {"opt", "momentum", "nesterov",
+                                                           "layers", "lr", "epochs"}
+    with h5py.File(tmp_path / "results.h5", "r") as f:  # missing in the file itself
+        unit = f["trials/unit"][...]
+        assert np.isnan(unit[~sgd, 1]).all() and not np.isnan(unit[sgd, 1]).any()
+        assert f["trials/params/momentum"].dtype == np.float64
+        assert f["trials/params/width"].dtype == np.float64
+        space = json.loads(f.attrs["space"])
+        when = {d["name"]: d.get("when") for d in space["dimensions"]}
+        assert when["momentum"] == {"opt": ["sgd"]} and when["beta"] == {"opt": ["adam", "rms"]}
+
+
+def test_conditional_space_resumes(tmp_path, run):
+    spec = write_spec(tmp_path, CONDITIONAL)
+    res = run(3, [spec, "--max-trials", 15, "--seed", 2])
+    assert res.returncode == 0, res.describe()
+    res = run(3, [spec, "--max-trials", 30, "--seed", 2])
+    assert res.returncode == 0, res.describe()
+    r = mpitune.load(str(tmp_path / "results.h5"))
+    assert len(r) == 30 and (r["state"] == "complete").all()
+
+
+CONFIGS_SPEC = '''
+from mpitune import Categorical, Integer, Real
+
+space = {"x": Real(-5.0, 5.0), "n": Integer(0, 10, step=2), "c": Categorical(["a", "b"]),
+         "k": 7}
+configs = [{"x": 1.25, "n": 4, "c": "b"}, {"x": -5.0, "n": 10, "c": "a", "k": 7},
+           {"x": 0.0, "n": 0, "c": "a"}]
+
+
+def objective(params):
+    return (params["x"] - 1) ** 2 + params["n"] + (params["c"] == "a")
+'''
+
+
+def test_explicit_configs_run_first(tmp_path, run):
+    spec = write_spec(tmp_path, CONFIGS_SPEC)
+    res = run(3, [spec, "--max-trials", 12, "--progress-interval", 0])
+    assert res.returncode == 0, res.describe()
+    r = mpitune.load(str(tmp_path / "results.h5"))
+    assert len(r) == 12
+    for i, want in enumerate([(1.25, 4, "b"), (-5.0, 10, "a"), (0.0, 0, "a")]):
+        assert (r["x"][i], r["n"][i], r["c"][i]) == want
+        assert r["value"][i] == pytest.approx((want[0] - 1) ** 2 + want[1] + (want[2] == "a"))
+    # given on the command line as JSON, they replace the spec's
+    res = run(None, [spec, "--max-trials", 3, "--storage", "cli.h5",
+                     "--configs", '[{"x": 2.5, "n": 6, "c": "a"}]'])
+    assert res.returncode == 0, res.describe()
+    r = mpitune.load(str(tmp_path / "cli.h5"))
+    assert (r["x"][0], r["n"][0], r["c"][0]) == (2.5, 6, "a")
+
+
+@pytest.mark.parametrize("configs, message", [
+    ('[{"x": 9.0, "n": 4, "c": "b"}]', "entry 0: 'x' = 9.0 is not a number in [-5.0, 5.0]"),
+    ('[{"x": 1, "n": 3, "c": "b"}]', "entry 0: 'n' = 3 is not an integer in 0..10 in steps"),
+    ('[{"x": 1, "n": 4}]', "entry 0: parameter 'c' is missing"),
+    ('[{"x": 1, "n": 4, "c": "z"}]', "'c' = 'z' is not one of ['a', 'b']"),
+    ('[{"x": 1, "n": 4, "c": "a", "y": 1}]', "entry 0: unknown parameter 'y'"),
+    ('[{"x": 1, "n": 4, "c": "a", "k": 8}]', "'k' is the constant 7, got 8"),
+    ('[1, 2]', "setting 'configs' is [1, 2], but must be a list of dicts"),
+    ('{"x": 1}', "must be a JSON list"),
+])
+def test_bad_configs_are_refused_before_the_file_is_touched(tmp_path, run, configs, message):
+    spec = write_spec(tmp_path, CONFIGS_SPEC)
+    res = run(3, [spec, "--max-trials", 6])
+    assert res.returncode == 0, res.describe()
+    path = tmp_path / "results.h5"
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    res = run(3, [spec, "--max-trials", 9, "--configs", configs])
+    assert res.returncode != 0
+    text = res.stderr
+    assert message in text, res.describe()
+    if "JSON list" not in message:
+        assert len(error_lines(text)) == 1, res.describe()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_grid_stops_when_used_up(tmp_path, run):
+    if "grid" not in SAMPLERS:
+        pytest.skip("grid sampler not registered")
+    spec = write_spec(tmp_path, '''
+        from mpitune import Categorical, Integer
+
+        space = {"n": Integer(1, 4), "c": Categorical(["a", "b", "c"])}
+        sampler = "grid"
+
+        def objective(params):
+            return params["n"] * 10 + "abc".index(params["c"])
+    ''')
+    res = run(3, [spec, "--max-trials", 100, "--progress-interval", 0])
+    assert res.returncode == 0, res.describe()
+    assert "12 trials (all the sampler has)" in res.stdout + res.stderr
+    r = mpitune.load(str(tmp_path / "results.h5"))
+    assert len(r) == 12 and r.complete
+    assert sorted(zip(r["n"].tolist(), r["c"].tolist())) == \
+        [(n, c) for n in range(1, 5) for c in "abc"]
+    res = run(3, [spec, "--max-trials", 200])  # resuming an exhausted grid: nothing to do
+    assert res.returncode == 0, res.describe()
+    assert len(mpitune.load(str(tmp_path / "results.h5"))) == 12
+
+
+def test_auto_says_what_it_picked(tmp_path, run):
+    spec = write_spec(tmp_path, CONDITIONAL)
+    res = run(2, [spec, "--max-trials", 5])
+    assert res.returncode == 0, res.describe()
+    assert "sampler auto: " in res.stdout + res.stderr, res.describe()
+
+
+@pytest.mark.parametrize("when, message", [
+    ('{"nope": "a"}', "parameter 'b': when names 'nope', which must be a parameter listed "
+                      "before it"),
+    ('{"a": "z"}', "parameter 'b': when {'a': 'z'}: 'z' is not one of a's choices"),
+    ('{"x": 1.0}', "parameter 'b': when names 'x', which is a real parameter"),
+    ('"a"', "parameter 'b': when must be a non-empty dict"),
+])
+def test_bad_conditions(tmp_path, run, when, message):
+    spec = write_spec(tmp_path, f'''
+        from mpitune import Categorical, Real
+
+        space = {{"x": Real(0, 1), "a": Categorical(["a", "b"]),
+                  "b": Real(0, 1, when={when})}}
+
+        def objective(params):
+            return 0.0
+    ''')
+    res = run(2, [spec, "--max-trials", 3])
+    assert res.returncode != 0
+    assert message in res.stderr, res.describe()
+    assert len(error_lines(res.stderr)) == 1
+    assert not (tmp_path / "results.h5").exists()

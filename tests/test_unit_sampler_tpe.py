@@ -1,0 +1,140 @@
+"""TPE: start-up from Sobol, the liar spreads batches, types and conditional parameters,
+and it finds better points than random search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mpitune.samplers import History, SobolSampler, TPESampler
+from mpitune.samplers._tpe import default_gamma, ramp_weights
+from mpitune.space import Categorical, Integer, Real, Space
+from mpitune.table import COMPLETE
+
+SPACE2 = Space({"a": Real(0, 1), "b": Real(0, 1)})
+
+
+def history(space, x, loss, pending=None, n_total=None):
+    x = np.asarray(x, dtype=float).reshape(-1, space.ndim)
+    pending = np.empty((0, space.ndim)) if pending is None else np.asarray(pending)
+    return History(space, x=x, loss=np.asarray(loss, dtype=float),
+                   state=np.full(len(x), COMPLETE, np.uint8), pending=pending,
+                   n_total=len(x) + len(pending) if n_total is None else n_total)
+
+
+def tpe(space=SPACE2, seed=0, **kw) -> TPESampler:
+    s = TPESampler(**kw)
+    s.bind(space, seed)
+    return s
+
+
+def run_async(sampler, space, f, evals, q):
+    """The master's schedule: q pending, the oldest finishes, one new suggestion."""
+    pending = list(sampler.suggest(q, history(space, [], [], n_total=0)))
+    xs, losses, made = [], [], q
+    while len(losses) < evals:
+        p = pending.pop(0)
+        xs.append(p)
+        losses.append(f(p[None, :])[0])
+        if made < evals:
+            h = history(space, xs, losses, np.array(pending).reshape(-1, space.ndim), made)
+            pending.append(sampler.suggest(1, h)[0])
+            made += 1
+    return np.array(losses)
+
+
+def test_gamma_and_weights():
+    assert [default_gamma(n) for n in (1, 10, 11, 100, 1000)] == [1, 1, 2, 10, 25]
+    w = ramp_weights(100)
+    assert len(w) == 100 and w[0] == pytest.approx(0.01) and np.all(w[-25:] == 1)
+    assert np.all(np.diff(w) >= 0)
+    assert np.all(ramp_weights(10) == 1)
+
+
+def test_startup_points_are_the_sobol_stream():
+    s = tpe(n_startup=10)
+    got = s.suggest(10, history(SPACE2, [], [], n_total=0))
+    sobol = SobolSampler(0)
+    sobol.bind(SPACE2, 0)
+    np.testing.assert_array_equal(got, sobol.suggest(10, history(SPACE2, [], [], n_total=0)))
+
+
+def test_batch_straddling_startup_mixes_sobol_and_model():
+    rng = np.random.default_rng(1)
+    x = rng.random((8, 2))
+    h = history(SPACE2, x, (x**2).sum(1), n_total=8)
+    got = tpe(n_startup=10).suggest(5, h)
+    sobol = SobolSampler(0)
+    np.testing.assert_array_equal(got[:2], sobol.suggest(2, h))
+    assert got.shape == (5, 2)
+
+
+def test_pending_points_push_the_batch_away():
+    """With many trials pending at the best region, fewer new points land there."""
+    rng = np.random.default_rng(2)
+    x = rng.random((60, 2))
+    loss = ((x - 0.2) ** 2).sum(1)
+    near = lambda pts: (np.linalg.norm(pts - 0.2, axis=1) < 0.1).sum()  # noqa: E731
+    alone = tpe().suggest(16, history(SPACE2, x, loss, n_total=60))
+    crowd = 0.2 + 0.02 * rng.standard_normal((40, 2))
+    crowded = tpe().suggest(16, history(SPACE2, x, loss, crowd, n_total=100))
+    assert near(crowded) < near(alone)
+    assert len(np.unique(alone, axis=0)) == 16
+
+
+@pytest.mark.parametrize("multivariate", [True, False])
+def test_beats_random_search(multivariate):
+    """Median over seeds of the best loss after 60 evaluations with 4 pending."""
+    space = Space({f"x{i}": Real(-2, 3) for i in range(4)})
+
+    def f(u):
+        return ((u - 0.7) ** 2).sum(axis=1)
+
+    tpe_best, random_best = [], []
+    for seed in range(5):
+        tpe_best.append(run_async(tpe(space, seed, multivariate=multivariate), space, f,
+                                  60, 4).min())
+        random_best.append(f(np.random.default_rng(seed).random((60, 4))).min())
+    assert np.median(tpe_best) < 0.5 * np.median(random_best)
+
+
+def test_integer_and_categorical_values_are_cells():
+    space = Space({"n": Integer(1, 5), "c": Categorical(["a", "b", "c"]),
+                   "m": Integer(1, 1000, log=True)})
+    rng = np.random.default_rng(0)
+    x = space.snap(rng.random((30, 3)))
+    loss = np.abs(x[:, 0] - 0.5) + (space.dims[1].index(x[:, 1]) != 2)
+    for multivariate in (True, False):
+        got = tpe(space, multivariate=multivariate).suggest(12, history(space, x, loss))
+        np.testing.assert_allclose(got, space.snap(got))
+
+
+def test_categorical_preference_is_learned():
+    space = Space({"c": Categorical(list("abcde")), "a": Real(0, 1)})
+    rng = np.random.default_rng(3)
+    x = space.snap(rng.random((80, 2)))
+    loss = (space.dims[0].index(x[:, 0]) != 3) + 0.1 * x[:, 1]
+    got = tpe(space).suggest(16, history(space, x, loss))
+    assert (space.dims[0].index(got[:, 0]) == 3).sum() >= 8
+
+
+def test_conditional_coordinates():
+    space = Space({"opt": Categorical(["sgd", "adam"]),
+                   "momentum": Real(0, 1, when={"opt": "sgd"}), "lr": Real(0, 1)})
+    rng = np.random.default_rng(4)
+    x = space.mask(space.snap(rng.random((50, 3))))
+    is_sgd = space.dims[0].index(x[:, 0]) == 0
+    loss = np.where(is_sgd, np.abs(np.nan_to_num(x[:, 1]) - 0.8), 1.0) + 0.1 * x[:, 2]
+    for multivariate in (True, False):
+        got = tpe(space, multivariate=multivariate).suggest(10, history(space, x, loss))
+        sgd = space.dims[0].index(got[:, 0]) == 0
+        assert np.isnan(got[~sgd, 1]).all() and not np.isnan(got[sgd, 1]).any()
+        assert sgd.sum() >= 6  # sgd is the better optimiser here
+
+
+def test_large_history_batch():
+    space = Space({f"x{i}": Real(0, 1) for i in range(6)})
+    rng = np.random.default_rng(5)
+    x = rng.random((5000, 6))
+    got = tpe(space).suggest(16, history(space, x, (x**2).sum(1), rng.random((16, 6))))
+    assert got.shape == (16, 6) and len(np.unique(got, axis=0)) == 16
