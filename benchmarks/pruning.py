@@ -169,11 +169,11 @@ TASKS = {"synthetic": Task("synthetic", synthetic_run, "maximize", 81, 160.0, 1.
 
 
 def _save_times(times: list) -> None:
-    """Append ``microseconds,preempted`` pairs to this process's timing file."""
+    """Append ``microseconds,preempted,step`` triples to this process's timing file."""
     directory = os.environ.get(TIMINGS_ENV)
     if directory and times:
         with open(os.path.join(directory, f"report-{os.getpid()}.txt"), "a") as f:
-            f.write(" ".join(f"{t * 1e6:.1f},{n}" for t, n in times) + "\n")
+            f.write(" ".join(f"{t * 1e6:.1f},{n},{s:g}" for t, n, s in times) + "\n")
 
 
 def _switches() -> int:
@@ -193,7 +193,7 @@ def mpitune_objective(task: str) -> Callable:
             try:
                 trial.report(step, value)
             finally:
-                times.append((time.perf_counter() - t0, _switches() - n0))
+                times.append((time.perf_counter() - t0, _switches() - n0, step))
 
         try:
             return run(params, report)
@@ -235,7 +235,9 @@ class Run:
     t_start: np.ndarray
     t_end: np.ndarray
     wall: float  # launch to exit, start-up included
-    report_us: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # us, preempted
+    # rows of (us, preempted, step); step is nan where not recorded (Optuna)
+    report_us: np.ndarray = field(default_factory=lambda: np.empty((0, 3)))
+    rungs: tuple = ()  # steps at which the pruner makes the worker wait for its verdict
     note: str = ""
 
 
@@ -331,9 +333,14 @@ def run_mpitune(args, task: Task, pruner: str, workdir: str, busy: float = 0.0) 
     for name in os.listdir(timings):
         with open(os.path.join(timings, name)) as f:
             report_us.extend([float(y) for y in x.split(",")] for x in f.read().split())
+    from mpitune.pruners import PRUNERS
+
+    waits = PRUNERS[pruner if not busy else "asha"](1, 3, task.max_resource) \
+        if (busy or pruner in ("asha", "hyperband", "bohb")) else None
     return Run(task.name, f"mpitune {pruner}" + (" (rank 0 saturated)" if busy else ""),
                r["state"], r["value"], r["t_start"], r["t_end"], wall,
-               np.asarray(report_us).reshape(-1, 2))
+               np.asarray(report_us).reshape(-1, 3),
+               rungs=tuple(waits.decision_steps()) if waits is not None else ())
 
 
 def _optuna_pruner(task: Task, pruner_name: str):
@@ -497,7 +504,8 @@ def run_optuna(args, task: Task, pruner_name: str, workdir: str, sampler: str = 
         values = np.array([r[1] for r in records], dtype=float)
         t_start = np.array([r[2] for r in records])
         t_end = np.array([r[3] for r in records])
-        report_us = np.array([(x * 1e6, n) for r in records for x, n in r[4]]).reshape(-1, 2)
+        report_us = np.array([(x * 1e6, n, math.nan) for r in records
+                              for x, n in r[4]]).reshape(-1, 3)
         method = f"optuna {label} (ask/tell)"
     else:
         from optuna.storages import JournalStorage
@@ -527,7 +535,7 @@ def run_optuna(args, task: Task, pruner_name: str, workdir: str, sampler: str = 
                           dtype=float)
         t_start = np.array([t.datetime_start.timestamp() for t in trials])
         t_end = np.array([t.datetime_complete.timestamp() for t in trials])
-        report_us = np.empty((0, 2))
+        report_us = np.empty((0, 3))
         method = f"optuna {label} (journal)"
     wall = time.perf_counter() - t0
     return Run(task.name, method, states, values, t_start, t_end, wall, report_us)
@@ -671,23 +679,31 @@ def main() -> int:
     rows = []
     lat = {}
     for r in [x for rs in runs.values() for x in rs] + ([busy] if busy else []):
-        if len(r.report_us):
-            us, preempted = r.report_us[:, 0], r.report_us[:, 1] > 0
+        if not len(r.report_us):
+            continue
+        at_rung = np.isin(r.report_us[:, 2], r.rungs)
+        parts = [("", ~at_rung)] if not at_rung.any() else \
+            [(" (between rungs)", ~at_rung), (" (at a rung: waits)", at_rung)]
+        for suffix, rows_of in parts:
+            us, preempted = r.report_us[rows_of, 0], r.report_us[rows_of, 1] > 0
             calm = us[~preempted]
             one = {"calls": len(us), "median_us": float(np.median(us)),
                    "p99_us": float(np.percentile(us, 99)), "max_us": float(us.max()),
                    "preempted": int(preempted.sum()),
                    "p99_not_preempted_us": float(np.percentile(calm, 99)) if len(calm)
                    else math.nan}
-            lat[f"{r.task} {r.method}"] = one
-            rows.append([f"{r.task}: {r.method}", one["calls"], fmt(one["median_us"], ".1f"),
-                         fmt(one["p99_us"], ".1f"), fmt(one["max_us"], ".0f"),
-                         one["preempted"], fmt(one["p99_not_preempted_us"], ".1f")])
+            lat[f"{r.task} {r.method}{suffix}"] = one
+            rows.append([f"{r.task}: {r.method}{suffix}", one["calls"],
+                         fmt(one["median_us"], ".1f"), fmt(one["p99_us"], ".1f"),
+                         fmt(one["max_us"], ".0f"), one["preempted"],
+                         fmt(one["p99_not_preempted_us"], ".1f")])
     if rows:
         print("\ntime inside trial.report on the workers, microseconds (goal for mpitune: "
-              "median and p99 < 1000; for Optuna: report + should_prune, a round trip to "
-              "the ask/tell process); 'preempted': calls during which the OS took the CPU "
-              "away from the worker (getrusage nivcsw), with the p99 of the others")
+              "median and p99 < 1000 between rungs; at a rung of asha/hyperband/bohb the "
+              "worker waits for the verdict, one round trip to rank 0; for Optuna: every "
+              "report + should_prune is a round trip to the ask/tell process); 'preempted': "
+              "calls during which the OS took the CPU away from the worker (getrusage "
+              "nivcsw), with the p99 of the others")
         print(table(["run", "calls", "median", "p99", "max", "preempted",
                      "p99 not preempted"], rows))
     data["report_latency"] = lat

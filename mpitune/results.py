@@ -82,10 +82,17 @@ def _missing(x) -> bool:
 
 
 def _choice(dim, x):
-    """A column value as the objective received it (JSON-encoded choices decoded)."""
-    if isinstance(dim, Categorical) and dim.column_kind == "json":
+    """A column value as the objective received it (JSON-encoded choices decoded; the
+    float64 column of a conditional integer or boolean parameter back to its type)."""
+    kind = dim.column_kind if isinstance(dim, Categorical) else dim.kind
+    if kind == "json":
         return json.loads(str(x))
-    return x.item() if isinstance(x, np.generic) else x
+    x = x.item() if isinstance(x, np.generic) else x
+    if dim.when and kind in ("integer", "int"):
+        return int(x)
+    if dim.when and kind == "bool":
+        return bool(x)
+    return x
 
 
 def results_from_table(path: str, meta: Meta, table: TrialTable) -> Results:

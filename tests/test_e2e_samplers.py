@@ -45,7 +45,7 @@ def objective(params, trial):
 '''
 
 
-@pytest.mark.parametrize("sampler", ["auto", "tpe", "gp", "sobol", "random", "lhs"])
+@pytest.mark.parametrize("sampler", ["auto", "tpe", "gp", "cmaes", "sobol", "random", "lhs"])
 def test_conditional_space_with_every_sampler(tmp_path, run, sampler):
     if sampler not in SAMPLERS:
         pytest.skip(f"sampler {sampler} is not registered")
@@ -64,8 +64,11 @@ def test_conditional_space_with_every_sampler(tmp_path, run, sampler):
     width = r["width"]
     assert np.isnan(width[~adam]).all()
     assert np.all(width[adam] == np.round(width[adam])) and np.all(width[adam] >= 8)
-    assert set(r.params(int(np.flatnonzero(sgd)[0]))) == {"opt", "momentum", "nesterov",
-                                                           "layers", "lr", "epochs"}
+    first_sgd = r.params(int(np.flatnonzero(sgd)[0]))
+    assert set(first_sgd) == {"opt", "momentum", "nesterov", "layers", "lr", "epochs"}
+    assert type(first_sgd["nesterov"]) is bool and type(first_sgd["layers"]) is int
+    if adam.any():
+        assert type(r.params(int(np.flatnonzero(adam)[0]))["width"]) is int
     with h5py.File(tmp_path / "results.h5", "r") as f:  # missing in the file itself
         unit = f["trials/unit"][...]
         assert np.isnan(unit[~sgd, 1]).all() and not np.isnan(unit[sgd, 1]).any()

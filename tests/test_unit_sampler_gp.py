@@ -133,11 +133,12 @@ def spread(points: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_batch_is_spread_out_by_its_pending_points(seed):
     """Eight points asked at once are far apart; eight asked one by one with no pending
-    points (the same history) are nearly the same point."""
+    points (the same history) are nearly the same point. Log EI only: the exploratory
+    suggestions would spread the lone ones too."""
     h = fitted(CUBE, 25, seed=seed)
-    batch = fresh(seed, CUBE).suggest(8, h)
-    alone = np.vstack([fresh(seed, CUBE).suggest(1, history(CUBE, h.x, h.loss,
-                                                             n_total=25 + i))
+    batch = fresh(seed, CUBE, explore_every=0).suggest(8, h)
+    alone = np.vstack([fresh(seed, CUBE, explore_every=0).suggest(
+                           1, history(CUBE, h.x, h.loss, n_total=25 + i))
                        for i in range(8)])
     assert spread(batch).min() > 1e-5
     assert spread(batch).mean() > 100 * spread(alone).mean()
@@ -272,3 +273,20 @@ def test_finds_a_much_better_point_than_random_on_a_quadratic():
     random_best = np.median([quadratic(np.random.default_rng(s).random((30, 3))).min()
                              for s in range(20)])
     assert gp_best < 0.05 * random_best
+
+
+def test_exploratory_suggestions_follow_the_trial_index():
+    """Every ``explore_every``-th trial maximises the confidence bound: with the portfolio
+    off, that one suggestion changes and the others do not; the result is reproducible."""
+    space = Space({"a": Real(0.0, 1.0), "b": Real(0.0, 1.0)})
+    x = np.random.default_rng(0).random((20, 2))
+    h = history(space, x, quadratic(x), pending=np.empty((0, 2)))
+    on = GPSampler(seed=3, n_startup=5, explore_every=4)
+    off = GPSampler(seed=3, n_startup=5, explore_every=0)
+    a, b = on.suggest(4, h), off.suggest(4, h)
+    assert on._explores(23) and not on._explores(20)
+    np.testing.assert_array_equal(a, GPSampler(seed=3, n_startup=5).suggest(4, h))
+    np.testing.assert_array_equal(a[:3], b[:3])
+    assert not np.allclose(a[3], b[3])
+    with pytest.raises(ValueError):
+        GPSampler(explore_every=-1)

@@ -19,6 +19,11 @@ Batches: trials still running enter the model as fantasies whose outcome is the 
 mean (a Kriging believer). That leaves the mean unchanged and shrinks the variance around
 work in flight, so the next point goes elsewhere unless the model is confident there.
 
+Portfolio: every ``explore_every``-th suggestion (counted by trial index, so it is the same
+on a resumed search) maximises the lower confidence bound ``mean - sqrt(beta) sd`` instead
+of log EI. Log EI alone settles in the first good basin it finds (Hartmann-6's local
+minimum); those points sample where the model is unsure although it expects no gain.
+
 Cost: the hyper-parameters are refitted only when the number of finished trials crosses a
 geometric schedule (about 9 % growth), on that prefix of the history, and memoised; the
 result depends on the history alone, so a resumed search proposes what the uninterrupted
@@ -47,6 +52,7 @@ _NOISE_FLOOR = 1e-6  # noise variance of the standardised losses, at least
 _BELOW_ONE = np.nextafter(1.0, 0.0)
 _LENGTH_SCALES = (1e-2, 1e2)  # bounds, in the unit cube
 _BLOCK = 256  # candidates scored at a time
+_EXPLORE_BETA = 9.0  # of the exploratory suggestions' confidence bound (3 sd)
 
 
 def matern52(r2: np.ndarray, scale: float, derivative: bool = True):
@@ -175,6 +181,7 @@ class _Posterior:
 
     def __init__(self, z: np.ndarray, y: np.ndarray, scale: float, noise: float) -> None:
         self.z, self.y, self.scale, self.noise = z, y, scale, noise
+        self.beta: Optional[float] = None  # see :meth:`acquire`
         k = matern52(cdist(z, z, "sqeuclidean"), scale, derivative=False)
         factor = linalg.cho_factor(k + (noise + 1e-9) * np.eye(len(y)), lower=True,
                                    check_finite=False)
@@ -212,12 +219,28 @@ class _Posterior:
         dvar = -4.0 * (zc * dv.sum(1)[:, None] - dv @ ac)
         return mean, var, dmean, dvar
 
-    def log_ei(self, z: np.ndarray, best: float, columns: Optional[np.ndarray] = None):
-        """log expected improvement below ``best`` (and its gradient, see :meth:`predict`).
-        Without gradient, rows go by blocks that keep the (rows, n) temporaries in cache."""
+    def predict_blocks(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and variance by blocks of rows that keep the (rows, n) temporaries in cache."""
+        return tuple(np.concatenate(a) for a in zip(*(
+            self.predict(z[i:i + _BLOCK]) for i in range(0, len(z), _BLOCK))))
+
+    def acquire(self, z: np.ndarray, best: float, columns: Optional[np.ndarray] = None):
+        """The acquisition to maximise: log EI, or with ``self.beta`` set the negated lower
+        confidence bound ``sqrt(beta) sd - mean`` (with its gradient, see :meth:`predict`)."""
+        if self.beta is None:
+            return self.log_ei(z, best, columns)
+        root = math.sqrt(self.beta)
         if columns is None:
-            mean, var = (np.concatenate(a) for a in zip(*(
-                self.predict(z[i:i + _BLOCK]) for i in range(0, len(z), _BLOCK))))
+            mean, var = self.predict_blocks(z)
+            return root * np.sqrt(var) - mean
+        mean, var, dmean, dvar = self.predict(z, columns)
+        sd = np.sqrt(var)
+        return root * sd - mean, root * dvar / (2.0 * sd[:, None]) - dmean
+
+    def log_ei(self, z: np.ndarray, best: float, columns: Optional[np.ndarray] = None):
+        """log expected improvement below ``best`` (and its gradient, see :meth:`predict`)."""
+        if columns is None:
+            mean, var = self.predict_blocks(z)
             sd = np.sqrt(var)
             return np.log(sd) + log_h((best - mean) / sd)
         mean, var, dmean, dvar = self.predict(z, columns)
@@ -276,12 +299,15 @@ class GPSampler(Sampler):
         The most finished trials the GP is conditioned on; beyond, it keeps the best half
         and a seeded random sample of the rest, so a suggestion costs at most
         O(max_points^3) however long the search.
+    explore_every:
+        Every this many suggestions (by trial index) one maximises a wide lower confidence
+        bound instead of log EI (see the module's notes); 0 never.
     """
 
     name = "gp"
 
     def __init__(self, seed: Optional[int] = None, n_startup: Optional[int] = None,
-                 max_points: int = 300) -> None:
+                 max_points: int = 300, explore_every: int = 4) -> None:
         super().__init__(seed)
         if n_startup is not None and (not isinstance(n_startup, int) or n_startup < 1):
             raise ValueError(f"The value of `n_startup` is {n_startup!r}, but must be an "
@@ -289,8 +315,12 @@ class GPSampler(Sampler):
         if not isinstance(max_points, int) or max_points < 20:
             raise ValueError(f"The value of `max_points` is {max_points!r}, but must be an "
                              f"int >= 20.")
+        if not isinstance(explore_every, int) or explore_every < 0:
+            raise ValueError(f"The value of `explore_every` is {explore_every!r}, but must be "
+                             f"an int >= 0.")
         self.n_startup = n_startup
         self.max_points = max_points
+        self.explore_every = explore_every
         self._fit_memo: tuple = (None, None)
 
     def startup(self, d: int) -> int:
@@ -308,7 +338,7 @@ class GPSampler(Sampler):
         if k == n:
             return first
         pending = np.vstack([history.pending, first])
-        return np.vstack([first, self._propose(n - k, history, pending)])
+        return np.vstack([first, self._propose(n - k, history, pending, history.n_total + k)])
 
     def _subset(self, loss: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Indices of the rows the GP keeps: all, or the best half plus a random sample."""
@@ -335,7 +365,13 @@ class GPSampler(Sampler):
             self._fit_memo = (key, (fit_hyperparameters(d2, y), power))
         return self._fit_memo[1]
 
-    def _propose(self, n: int, history: History, pending: np.ndarray) -> np.ndarray:
+    def _explores(self, index: int) -> bool:
+        """Whether suggestion number ``index`` (0-based trial index) is an exploratory one."""
+        every = self.explore_every
+        return every > 0 and index % every == every - 1
+
+    def _propose(self, n: int, history: History, pending: np.ndarray,
+                 index: int) -> np.ndarray:
         space = history.space
         feats = _Features(space)
         rng = self.rng(history)
@@ -354,6 +390,7 @@ class GPSampler(Sampler):
         out = np.empty((n, d))
         for i in range(n):
             # the believed outcomes count: a point whose mean beats the best is taken once
+            gp.beta = _EXPLORE_BETA if self._explores(index + i) else None
             out[i] = _maximise(gp, float(np.min(gp.y)), feats, scales, incumbents, rng)
             if i + 1 < n:
                 gp = gp.believe(feats.encode(out[i:i + 1]) * scales)
@@ -375,10 +412,11 @@ def _candidates(space: Space, incumbents: np.ndarray, rng: np.random.Generator,
 
 def _maximise(gp: _Posterior, best: float, feats: _Features, scales: np.ndarray,
               incumbents: np.ndarray, rng: np.random.Generator, n_starts: int = 4) -> np.ndarray:
-    """The point of the unit cube with the highest log EI that we can find."""
+    """The point of the unit cube with the highest acquisition (see
+    :meth:`_Posterior.acquire`) that we can find."""
     space = feats.space
     cand = _candidates(space, incumbents, rng)
-    score = gp.log_ei(feats.encode(cand) * scales, best)
+    score = gp.acquire(feats.encode(cand) * scales, best)
     top = np.argsort(-score, kind="stable")[:n_starts]
     points, score = cand[top], score[top]
     if feats.real:
@@ -398,11 +436,11 @@ def _polish_real(gp: _Posterior, best: float, feats: _Features, scales: np.ndarr
     direction: far fewer iterations than in the unit cube."""
     cols = feats.real_columns
     z = feats.encode(points) * scales
-    before = gp.log_ei(z, best)
+    before = gp.acquire(z, best)
 
     def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
         z[:, cols] = flat.reshape(len(points), len(cols))
-        value, grad = gp.log_ei(z, best, cols)
+        value, grad = gp.acquire(z, best, cols)
         return -float(np.sum(value)), -grad.ravel()
 
     start = z[:, cols].ravel()
@@ -413,7 +451,7 @@ def _polish_real(gp: _Posterior, best: float, feats: _Features, scales: np.ndarr
     out = points.copy()
     out[:, feats.real] = np.clip(res.x.reshape(len(points), len(cols)) / scales[cols], 0.0,
                                  _BELOW_ONE)
-    final = gp.log_ei(feats.encode(out) * scales, best)
+    final = gp.acquire(feats.encode(out) * scales, best)
     keep = final >= before
     return np.where(keep[:, None], out, points), np.where(keep, final, before)
 
@@ -438,7 +476,7 @@ def _polish_discrete(gp: _Posterior, best: float, feats: _Features, scales: np.n
         rows = np.arange(len(cols))
         trial[rows, cols] = np.where(rows < relative, trial[rows, cols] + values, values)
         trial = feats.space.snap(np.clip(trial, 0.0, _BELOW_ONE))
-        value = gp.log_ei(feats.encode(trial) * scales, best)
+        value = gp.acquire(feats.encode(trial) * scales, best)
         i = int(np.argmax(value))
         if value[i] <= score:
             break
