@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -198,3 +199,16 @@ def test_bad_conditions(tmp_path, run, when, message):
     assert message in res.stderr, res.describe()
     assert len(error_lines(res.stderr)) == 1
     assert not (tmp_path / "results.h5").exists()
+
+
+@pytest.mark.parametrize("example", ["quickstart.py", "conditional.py"])
+def test_examples_run(tmp_path, run, example):
+    """The README's examples run as documented (fewer trials)."""
+    path = str(Path(__file__).resolve().parent.parent / "examples" / example)
+    res = run(3, [path, "--max-trials", 30, "--storage", "ex.h5", "--progress-interval", 0])
+    assert res.returncode == 0, res.describe()
+    r = mpitune.load(str(tmp_path / "ex.h5"))
+    assert len(r) == 30 and (r["state"] == "complete").all()
+    if example == "conditional.py":
+        assert r.params(0)["momentum"] == 0.9 and "beta1" not in r.params(0)
+        assert r.params(1)["optimizer"] == "adam" and "momentum" not in r.params(1)
