@@ -457,7 +457,7 @@ class Space:
         rows = self.rows(unit)
         if not self.conditional:
             rows = [dict(zip(self.names, r)) for r in rows]
-        return [{**self.constants, **r} for r in rows]
+        return [{**r, **self.constants} for r in rows]
 
     def to_unit(self, params: list[dict]):
         """Map user parameter dicts to an ``(n, d)`` unit array (cell centres)."""

@@ -203,7 +203,7 @@ def test_status_says_whether_to_continue(tmp_path, run):
     done = run(None, ["status", "s.h5"])
     assert done.returncode == 0 and "10/10" in done.stdout and "complete" in done.stdout
     # status reads the budget stored by the last run: extend the search, stopped early
-    res = run(3, [spec, "--max-trials", 10_000, "--max-time", 0.3, "--storage", "s.h5"])
+    res = run(3, [spec, "--max-trials", 10_000_000, "--max-time", 0.3, "--storage", "s.h5"])
     assert res.returncode == 75, res.describe()
     partial = run(None, ["status", "s.h5"])
     assert partial.returncode == 75 and "not complete" in partial.stdout, partial.describe()

@@ -234,7 +234,7 @@ def test_second_concurrent_run_is_refused_by_the_lock(tmp_path, start, run):
         "def objective(params, trial):\n",
         "import time\n\ndef objective(params, trial):\n    time.sleep(0.05)\n"))
     path = tmp_path / "busy.h5"
-    first = start(3, [spec, "--storage", "busy.h5", "--max-trials", 60,
+    first = start(3, [spec, "--storage", "busy.h5", "--max-trials", 200,
                       "--progress-interval", 0])
     deadline = time.monotonic() + 30
     while not (path.exists() and (tmp_path / "busy.h5.lock").exists()):
@@ -243,15 +243,15 @@ def test_second_concurrent_run_is_refused_by_the_lock(tmp_path, start, run):
         time.sleep(0.02)
     owner = json.loads((tmp_path / "busy.h5.lock").read_text())
     for ranks in (3, None):
-        res = run(ranks, [spec, "--storage", "busy.h5", "--max-trials", 60], timeout=30)
+        res = run(ranks, [spec, "--storage", "busy.h5", "--max-trials", 200], timeout=30)
         if not first.running():
             pytest.fail("the first run ended before the second was refused; slow it down")
         check_refused(res, 3, ["busy.h5", "in use", f"pid {owner['pid']}"])
     res = first.wait(60)
     assert res.returncode == 0, res.describe()
     r = mpitune.load(str(path))
-    assert len(r) == 60 and r.complete
-    np.testing.assert_array_equal(r["number"], np.arange(60))
+    assert len(r) == 200 and r.complete  # 5 s: outlives the two refused starts
+    np.testing.assert_array_equal(r["number"], np.arange(200))
     assert not (tmp_path / "busy.h5.lock").exists()
 
 
