@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 from scipy import special, stats
+from test_unit_samplers import SPACE as MIXED  # reals, a log real, an integer, a choice
 
 from mpitune.samplers import History, SobolSampler
 from mpitune.samplers._gp import (
@@ -21,8 +22,6 @@ from mpitune.samplers._gp import (
 )
 from mpitune.space import Categorical, Integer, Real, Space
 
-MIXED = Space({"x": Real(0, 1), "lr": Real(1e-4, 1, log=True), "n": Integer(1, 9),
-               "c": Categorical(["a", "b", "c"]), "k": 3})
 CUBE = Space({f"x{i}": Real(0, 1) for i in range(3)})
 
 
