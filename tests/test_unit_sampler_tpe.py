@@ -138,3 +138,18 @@ def test_large_history_batch():
     x = rng.random((5000, 6))
     got = tpe(space).suggest(16, history(space, x, (x**2).sum(1), rng.random((16, 6))))
     assert got.shape == (16, 6) and len(np.unique(got, axis=0)) == 16
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n_candidates": 0}, "n_candidates must be an int >= 1"),
+    ({"n_startup": -1}, "n_startup must be an int >= 0"),
+    ({"max_kernels": 2.5}, "max_kernels must be an int >= 1"),
+    ({"multivariate": "yes"}, "multivariate must be None, True or False"),
+    ({"gamma": 10}, "gamma must be a function"),
+    ({"prior_weight": 0}, "prior_weight must be a number > 0"),
+])
+def test_bad_options_are_refused_when_the_spec_loads(kwargs, message):
+    from mpitune.errors import SpecError
+
+    with pytest.raises(SpecError, match=message):
+        TPESampler(**kwargs)

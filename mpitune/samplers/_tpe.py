@@ -24,6 +24,7 @@ from typing import Optional
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from ..errors import SpecError
 from ..space import Categorical, Integer
 from ._base import History, Sampler
 from ._qmc import SobolSampler
@@ -182,6 +183,23 @@ class TPESampler(Sampler):
                  multivariate: Optional[bool] = None, gamma=default_gamma,
                  prior_weight: float = 1.0, max_kernels: int = 2000) -> None:
         super().__init__(seed)
+
+        def whole(x) -> bool:
+            return isinstance(x, int) and not isinstance(x, bool)
+
+        for label, value, low in (("n_startup", n_startup, 0), ("n_candidates", n_candidates, 1),
+                                  ("max_kernels", max_kernels, 1)):
+            if not whole(value) or value < low:
+                raise SpecError(f"TPESampler: {label} must be an int >= {low}, got {value!r}")
+        if multivariate not in (None, True, False):
+            raise SpecError(f"TPESampler: multivariate must be None, True or False, got "
+                            f"{multivariate!r}")
+        if not callable(gamma):
+            raise SpecError(f"TPESampler: gamma must be a function of the number of trials, "
+                            f"got {gamma!r}")
+        if not isinstance(prior_weight, (int, float)) or not prior_weight > 0:
+            raise SpecError(f"TPESampler: prior_weight must be a number > 0, got "
+                            f"{prior_weight!r}")
         self.n_startup, self.n_candidates = n_startup, n_candidates
         self.multivariate, self.gamma, self.prior_weight = multivariate, gamma, prior_weight
         self.max_kernels = max_kernels
