@@ -8,12 +8,13 @@ first, with their numbers and parameters. Explicit configurations (the ``configs
 are trials 0, 1, ... of the search; the sampler takes over after them. In a space with
 conditional parameters, inactive coordinates are set to nan before a point is queued.
 
-Rank 0 must never hold the workers up. A model-based sampler is asked only when its last
-call took at most half a trial (the workers keep running their current trials meanwhile)
-and at least as long has passed since (so it uses at most half of rank 0's time); other
-refills come from Sobol' points, which cost nothing. With trials of seconds this never
-happens; with millisecond trials a Gaussian process gives way to Sobol'. The master keeps
-:attr:`Suggester.trial_seconds` up to date.
+Rank 0 must never hold the workers up. A model-based sampler (one that is not
+``cost_free``) proposes at most ``batch_size`` points per call, and is asked only when its
+last call took at most half a trial (the workers keep running their current trials
+meanwhile) and at least as long has passed since (so it uses at most half of rank 0's
+time); the other points, such as the big chunks that workers of millisecond trials take,
+are Sobol' points, which cost nothing. With trials of seconds this never happens. The
+master keeps :attr:`Suggester.trial_seconds` up to date.
 """
 
 from __future__ import annotations
@@ -100,28 +101,34 @@ class Suggester:
         return rerun, new
 
     def _ask(self, n: int) -> np.ndarray:
-        if self._sampler_may_run():
+        m = n
+        if not self.sampler.cost_free:  # a model: big chunks are for cheap trials, see above
+            m = min(n, self.batch_size) if self._sampler_may_run() else 0
+        parts = []
+        if m:
             t0 = time.perf_counter()
-            points = np.asarray(self.sampler.suggest(n, self.history()), dtype=np.float64)
+            points = np.asarray(self.sampler.suggest(m, self.history()), dtype=np.float64)
             self._call_end = time.perf_counter()
             self._calls += 1
             self._call_seconds = self._call_end - t0 if self._calls > 1 else 0.0  # imports
-            if points.shape != (n, self.space.ndim):
+            if points.shape != (m, self.space.ndim):
                 raise RuntimeError(f"sampler {self.sampler!r} returned shape {points.shape}, "
-                                   f"expected {(n, self.space.ndim)}")
-        else:
+                                   f"expected {(m, self.space.ndim)}")
+            parts.append(points)
+        if m < n:
             if self._fallback is None:
                 self._fallback = SobolSampler(self.sampler.seed)
-            filler = History(self.space, n_total=self.table.n + len(self.queue),
+            filler = History(self.space, n_total=self.table.n + len(self.queue) + m,
                              load=lambda: None)
-            points = self._fallback.suggest(n, filler)
-            self.n_fallback += n
+            parts.append(self._fallback.suggest(n - m, filler))
+            self.n_fallback += n - m
+        points = np.vstack(parts)
         return self.space.mask(np.clip(points, 0.0, np.nextafter(1.0, 0.0)))
 
     def _sampler_may_run(self) -> bool:
         """See the module docstring: a slow sampler must not keep the workers waiting."""
         spent = self._call_seconds
-        if self.trial_seconds is None or self.sampler.capacity() is not None:
+        if self.trial_seconds is None:
             return True
         if spent <= MODEL_SHARE_OF_RANK0 * self.trial_seconds and \
                 time.perf_counter() - self._call_end >= spent:

@@ -224,8 +224,9 @@ def test_suggester_batches_of_batch_size():
     np.testing.assert_allclose(taken, np.arange(6) / 1000.0)  # queue order is kept
 
 
-def test_suggester_asks_for_more_than_batch_size_when_needed():
+def test_suggester_asks_a_cost_free_sampler_for_more_than_batch_size_when_needed():
     rec = Recorder()
+    rec.cost_free = True  # as random, sobol, lhs and grid
     table = TrialTable(SMALL.ndim)
     sug = Suggester(rec, SMALL, table, batch_size=2, direction="minimize")
     _, new = sug.take(1)
@@ -234,6 +235,23 @@ def test_suggester_asks_for_more_than_batch_size_when_needed():
     assert new.shape == (10, 2)
     assert [n for n, _ in rec.calls] == [2, 9]
     np.testing.assert_allclose(new[:, 0], np.arange(1, 11) / 1000.0)
+
+
+def test_a_model_proposes_a_batch_and_sobol_fills_a_big_chunk():
+    """Chunks bigger than a batch only go to workers of very short trials: a model (GP,
+    TPE, ...) proposes batch_size of them, the Sobol' stream the rest, at their indexes."""
+    rec = Recorder()
+    rec.seed = 3
+    table = TrialTable(SMALL.ndim)
+    sug = Suggester(rec, SMALL, table, batch_size=2, direction="minimize")
+    _, new = sug.take(1)
+    table.add(new)
+    _, new = sug.take(10)  # one left in the queue, 9 more needed: 2 model + 7 Sobol'
+    assert new.shape == (10, 2) and [n for n, _ in rec.calls] == [2, 2]
+    np.testing.assert_allclose(new[:3, 0], np.arange(1, 4) / 1000.0)
+    assert sug.n_fallback == 7
+    sobol = SobolSampler(3)
+    np.testing.assert_array_equal(new[3:], sobol.suggest(7, history(SMALL, 4)))
 
 
 def test_suggester_rejects_wrong_shape():

@@ -63,6 +63,10 @@ class AutoSampler(Sampler):
         self.choice = SAMPLERS[name](seed=self.seed)
         self.choice.bind(space, self.seed, budget)
 
+    @property
+    def cost_free(self) -> bool:
+        return self.choice is not None and self.choice.cost_free
+
     def capacity(self) -> Optional[int]:
         return None if self.choice is None else self.choice.capacity()
 

@@ -78,6 +78,10 @@ class Sampler(ABC):
     """
 
     name = "sampler"
+    #: True for samplers that cost (almost) nothing per point and must supply every point
+    #: themselves (random, quasi-random, grid); a model-based sampler leaves it False, and
+    #: the suggester then never lets it hold the workers up (see mpitune.suggester).
+    cost_free = False
 
     def __init__(self, seed: Optional[int] = None) -> None:
         self.seed = seed

@@ -58,6 +58,7 @@ class GridSampler(Sampler):
     """
 
     name = "grid"
+    cost_free = True
 
     def __init__(self, values: Optional[dict] = None, levels: int = 5,
                  seed: Optional[int] = None, shuffle: bool = True) -> None:

@@ -20,6 +20,7 @@ class SobolSampler(Sampler):
     """
 
     name = "sobol"
+    cost_free = True
 
     def __init__(self, seed=None, scramble: bool = True) -> None:
         super().__init__(seed)
@@ -63,6 +64,7 @@ class LatinHypercubeSampler(Sampler):
     """
 
     name = "lhs"
+    cost_free = True
     MAX_BLOCK = 4096
     DEFAULT_BLOCK = 256
 

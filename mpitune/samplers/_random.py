@@ -12,6 +12,7 @@ class RandomSampler(Sampler):
     the PCG64 stream is advanced to ``i * d`` draws, whatever happened before."""
 
     name = "random"
+    cost_free = True
 
     def __init__(self, seed=None) -> None:
         super().__init__(seed)
