@@ -127,7 +127,7 @@ def objective(params, trial):
         with open(path) as f:
             start = json.load(f)["epoch"] + 1
     for epoch in range(start, 21):
-        time.sleep(0.05)
+        time.sleep(0.03)
         with open(path + ".tmp", "w") as f:
             json.dump({"epoch": epoch}, f)
         os.replace(path + ".tmp", path)
@@ -152,9 +152,10 @@ def test_checkpoint_dir_lets_an_interrupted_trial_resume(tmp_path, start):
     while not any(root.glob("trial-*/state.json")):
         assert job.running() and time.monotonic() < deadline, job.wait(1).describe()
         time.sleep(0.02)
-    time.sleep(0.3)
-    wait_gone(job.kill_all(signal.SIGKILL))
+    time.sleep(0.15)
+    pids = job.kill_all(signal.SIGKILL)
     job.proc.wait()
+    wait_gone(pids)
     res = run_mpi(3, args, cwd=tmp_path, timeout=60)
     assert res.returncode == 0, res.describe()
     r = mpitune.load(str(tmp_path / "c.h5"))
