@@ -36,6 +36,10 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import pytest
 
+BENCHMARKS = str(Path(__file__).resolve().parent.parent / "benchmarks")
+sys.path.insert(0, BENCHMARKS)  # the fault-injection helpers live in benchmarks/faults.py
+import faults  # noqa: E402
+
 PYTHON = sys.executable
 
 
@@ -98,31 +102,9 @@ def make_env(env: Optional[Mapping[str, Optional[str]]] = None) -> dict:
 
 
 # ---- process trees -------------------------------------------------------------------
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # the command name is in parentheses and may contain spaces
-        fields = stat[stat.rfind(")") + 2:].split()
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    return children
-
-
 def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants, parents before children."""
-    children = _children_map()
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop(0)
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
+    """``pid`` and all its descendants, parents before children (``/proc``, Linux only)."""
+    return [pid, *faults.descendants(pid)]
 
 
 def signal_tree(pids: Iterable[int], sig: int) -> None:

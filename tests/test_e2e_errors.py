@@ -255,15 +255,22 @@ def test_second_concurrent_run_is_refused_by_the_lock(tmp_path, start, run):
     assert not (tmp_path / "busy.h5.lock").exists()
 
 
-def test_worker_only_failure_ends_the_job(tmp_path, run, pristine):
-    """A spec that fails to import on one worker only: the job ends (exit 1, one line
-    naming the rank and the error) instead of hanging, and no trial is lost."""
+def run_failing_on_rank_2(tmp_path, run, pristine):
+    """Resume ``good.h5`` (a copy of ``pristine``) with a spec that fails to import on
+    rank 2 only; the job must end with exit status 1."""
     (tmp_path / "good.h5").write_bytes(pristine)
     spec = write_spec(tmp_path, "from mpi4py import MPI\n"
                                 "if MPI.COMM_WORLD.rank == 2:\n"
                                 "    raise RuntimeError('only on rank two')\n" + GOOD)
     res = run(3, [spec, "--storage", "good.h5", "--max-trials", 12], timeout=30)
     assert res.returncode == 1, res.describe()
+    return res
+
+
+def test_worker_only_failure_ends_the_job(tmp_path, run, pristine):
+    """A spec that fails to import on one worker only: the job ends (exit 1, one line
+    naming the rank and the error) instead of hanging, and no trial is lost."""
+    res = run_failing_on_rank_2(tmp_path, run, pristine)
     lines = error_lines(res.stderr)
     assert len(lines) == 1, res.describe()
     assert "rank 2" in lines[0] and "only on rank two" in lines[0], lines
@@ -287,12 +294,7 @@ class FileTouched(AssertionError):
 def test_worker_only_failure_leaves_existing_file_untouched(tmp_path, run, pristine):
     """README: 'Nothing is written before the spec, space, settings and existing file have
     all been checked'. A spec that fails on one worker is a failed start too."""
-    (tmp_path / "good.h5").write_bytes(pristine)
-    spec = write_spec(tmp_path, "from mpi4py import MPI\n"
-                                "if MPI.COMM_WORLD.rank == 2:\n"
-                                "    raise RuntimeError('only on rank two')\n" + GOOD)
-    res = run(3, [spec, "--storage", "good.h5", "--max-trials", 12], timeout=30)
-    assert res.returncode == 1, res.describe()
+    run_failing_on_rank_2(tmp_path, run, pristine)
     left = sorted(f for f in os.listdir(tmp_path) if f.startswith("good.h5"))
     changed = (tmp_path / "good.h5").read_bytes() != pristine
     if changed or left != ["good.h5"]:

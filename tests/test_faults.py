@@ -17,16 +17,13 @@ import subprocess
 import sys
 import time
 
+import faults  # benchmarks/faults.py, on sys.path through conftest
 import h5py
 import numpy as np
 import pytest
 from conftest import MPIEXEC, error_lines, process_tree, wait_gone
 
 import mpitune
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "benchmarks"))
-import faults  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="uses /proc to find the processes of a job")
