@@ -156,14 +156,14 @@ def _open(prepare_result, n_workers: int, n_ranks: int):
     objective, space_def, settings = prepare_result
     space = Space(space_def)
     settings.validate()
-    configs_to_unit(space, settings.configs or [])
+    configs = configs_to_unit(space, settings.configs or [])
     make_sampler(settings.sampler).bind(space, 0, budget=settings.max_trials)  # may refuse
     store = Store.open(settings, space, n_ranks)
     sampler = make_sampler(settings.sampler)
     sampler.bind(space, store.meta.seed, budget=settings.max_trials)
     pruner = make_pruner(settings, store.table)  # rebuilt from the stored curves on resume
     suggester = Suggester(sampler, space, store.table, settings.batch_size or n_workers,
-                          settings.direction, settings.configs,
+                          settings.direction, configs,
                           fidelity=pruner if getattr(pruner, "models_fidelity", False) else None)
     return objective, space, settings, store, suggester, pruner
 

@@ -35,7 +35,7 @@ MODEL_SHARE_OF_RANK0 = 0.5  # at most this share of rank 0's time goes to a slow
 
 class Suggester:
     def __init__(self, sampler: Sampler, space: Space, table: TrialTable, batch_size: int,
-                 direction: str, configs: list | None = None, fidelity=None) -> None:
+                 direction: str, configs: np.ndarray | None = None, fidelity=None) -> None:
         self.sampler = sampler
         self.space = space
         self.table = table
@@ -43,7 +43,8 @@ class Suggester:
         self.sign = 1.0 if direction == "minimize" else -1.0
         self.queue = np.empty((0, space.ndim))
         self.rerun: deque[int] = deque(np.flatnonzero(table.state.data == INTERRUPTED))
-        self.configs = configs_to_unit(space, configs or [])
+        # explicit configurations as unit rows, checked by configs_to_unit
+        self.configs = np.empty((0, space.ndim)) if configs is None else configs
         self.fidelity = fidelity  # a pruner that says which losses the sampler models (BOHB)
         self.trial_seconds: float | None = None  # mean trial duration, from the master
         self.n_fallback = 0  # points that came from the Sobol' stand-in

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._asha import rung_resources
+from ._asha import reached, rung_resources
 from ._base import to_loss
 from ._hyperband import HyperbandPruner
 
@@ -25,7 +25,7 @@ def values_at_resources(trial: np.ndarray, step: np.ndarray, value: np.ndarray, 
     arrival order) at a step at or past each resource; nan where it never got there."""
     out = np.full((n, len(resources)), np.nan)
     for k, r in enumerate(resources):
-        hit = np.flatnonzero(step >= r * (1.0 - 1e-9))
+        hit = np.flatnonzero(reached(step, r))
         first_trials, first = np.unique(trial[hit], return_index=True)
         out[first_trials, k] = value[hit[first]]
     return out

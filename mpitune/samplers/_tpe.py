@@ -245,16 +245,13 @@ class TPESampler(Sampler):
                                       p=bad_weights / bad_weights.sum()))
             bad_points, bad_weights = bad_points[keep], np.ones(self.max_kernels)
 
-        def parzen(points: np.ndarray) -> _Parzen:
-            return _Parzen(points, ramp_weights(len(points)), cont, cats, min_width,
-                           self.prior_weight)
-
         joint = self.multivariate
         if joint is None:
             joint = space.ndim <= MAX_JOINT_DIMS
         if not joint:
             return self._univariate(n, x[good], bad_points, rng)
-        l_model = parzen(x[good])
+        l_model = _Parzen(x[good], ramp_weights(len(good)), cont, cats, min_width,
+                          self.prior_weight)
         g_model = _Parzen(bad_points, bad_weights, cont, cats, min_width, self.prior_weight)
         cand = space.mask(space.snap(l_model.sample(rng, n * self.n_candidates)))
         log_l = l_model.log_pdf(cand)
