@@ -318,6 +318,8 @@ def run_mpitune(args, task: Task, pruner: str, workdir: str, busy: float = 0.0) 
            "--reduction-factor", "3"]
     if not busy:
         cmd += ["--pruner", pruner]
+    if args.sampler:
+        cmd += ["--sampler", args.sampler]
     env = dict(os.environ, **{TIMINGS_ENV: timings})
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
@@ -566,6 +568,8 @@ def main() -> int:
                    help=f"worker-seconds per run (default {TASKS['digits'].budget:g})")
     p.add_argument("--busy-budget", type=float, default=64.0,
                    help="worker-seconds of the saturated-rank-0 run (0: skip it)")
+    p.add_argument("--sampler", default=None,
+                   help="mpitune's sampler for every run (default: the spec's, i.e. auto)")
     p.add_argument("--no-optuna", action="store_true", help="skip the Optuna rows")
     p.add_argument("--optuna-samplers", default="tpe",
                    help="Optuna samplers to pair with its pruners: tpe and/or qmc (Sobol, like "
