@@ -37,6 +37,7 @@ worker never waits for rank 0 inside ``trial.report``.
     python benchmarks/pruning.py                     # about 8 minutes on 2 cores
     python benchmarks/pruning.py --quick             # a smoke run, about 3 minutes
     python benchmarks/pruning.py --tasks synthetic --no-optuna
+    python benchmarks/pruning.py --seeds 1,2,3       # and a summary over the seeds
 
 Optuna is an optional dependency of this benchmark only (``pip install optuna``): without
 it the Optuna rows are skipped with a note. The digits task needs scikit-learn.
@@ -548,72 +549,9 @@ def fmt(x: float, spec: str = ".4f") -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def main() -> int:
-    sys.path.insert(0, HERE)
-    from _common import find_mpiexec, machine, machine_line, save_json, table
-
-    try:
-        from _common import Interference, interference_line
-    except ImportError:  # an older _common
-        Interference = interference_line = None
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tasks", default="synthetic,digits")
-    p.add_argument("--pruners", default="none,median,asha,hyperband,bohb")
-    p.add_argument("--workers", type=int, default=8, help="worker ranks / Optuna processes")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--budget-synthetic", type=float, default=None,
-                   help=f"worker-seconds per run (default {TASKS['synthetic'].budget:g})")
-    p.add_argument("--budget-digits", type=float, default=None,
-                   help=f"worker-seconds per run (default {TASKS['digits'].budget:g})")
-    p.add_argument("--busy-budget", type=float, default=64.0,
-                   help="worker-seconds of the saturated-rank-0 run (0: skip it)")
-    p.add_argument("--sampler", default=None,
-                   help="mpitune's sampler for every run (default: the spec's, i.e. auto)")
-    p.add_argument("--no-optuna", action="store_true", help="skip the Optuna rows")
-    p.add_argument("--optuna-samplers", default="tpe",
-                   help="Optuna samplers to pair with its pruners: tpe and/or qmc (Sobol, like "
-                        "mpitune's default sampler: compares the pruners alone)")
-    p.add_argument("--optuna-storage", choices=("asktell", "journal"), default="asktell",
-                   help="Optuna's parallelism: one ask/tell process with in-memory storage "
-                        "serving the workers over pipes (default), or every worker on a "
-                        "shared JournalStorage file")
-    p.add_argument("--quick", action="store_true", help="budgets / 3: a smoke run")
-    p.add_argument("--workdir", default=None, help="keep the results files here")
-    p.add_argument("--mpiexec", default=None)
-    p.add_argument("--mpiexec-args", default="")
-    p.add_argument("--json", metavar="PATH", default=None)
-    args = p.parse_args()
-    args.mpiexec = find_mpiexec(args.mpiexec)
-    for name in ("synthetic", "digits"):
-        given = getattr(args, f"budget_{name}")
-        if given:
-            TASKS[name].budget = given
-        if args.quick:
-            TASKS[name].budget /= 3
-    if args.quick:
-        args.busy_budget /= 2
-    tasks = [TASKS[t] for t in args.tasks.split(",") if t]
-    pruners = [x for x in args.pruners.split(",") if x]
-    have_optuna = not args.no_optuna
-    if have_optuna:
-        try:
-            import optuna  # noqa: F401
-        except ImportError:
-            have_optuna = False
-            print("note: optuna is not installed (pip install optuna; an optional dependency "
-                  "of this benchmark only): the Optuna rows are skipped")
-    if any(t.name == "digits" for t in tasks):
-        try:
-            import sklearn  # noqa: F401
-        except ImportError:
-            sys.exit("benchmark: the digits task needs scikit-learn (pip install scikit-learn)"
-                     "; or pass --tasks synthetic")
-    m = machine()
-    print(machine_line(m))
-    workdir = args.workdir or tempfile.mkdtemp(prefix="mpitune-pruning-")
-    os.makedirs(workdir, exist_ok=True)
-    print(f"{args.workers} workers per run; results files in {workdir}")
+def one_seed(args, tasks: list, pruners: list, have_optuna: bool, workdir: str, m: dict,
+             table: Callable, Interference, interference_line) -> dict:
+    """Run every method on every task with ``args.seed``; print its tables; return numbers."""
     watch = Interference() if Interference else None
     runs: dict[str, list[Run]] = {}
     for task in tasks:
@@ -714,6 +652,118 @@ def main() -> int:
     if share is not None:
         print("\n" + interference_line(share))
         data["other_cpu_share"] = share
+    return data
+
+
+def summary(per_seed: list, tasks: list, table: Callable) -> dict:
+    """Across seeds, per task and method: the median best final value within W, the median
+    share of W to reach the no-pruning run's quality (of the same seed; not reached counts
+    as more than W), and in how many seeds it got there within W / 3 and W."""
+    out: dict = {}
+    for task in tasks:
+        methods: dict = {}
+        for data in per_seed:
+            for x in data["tasks"][task.name]["runs"]:
+                methods.setdefault(x["method"], []).append(x)
+        rows, out[task.name] = [], {}
+        for method, xs in methods.items():
+            best = np.array([x["best"] for x in xs], dtype=float)
+            share = np.array([x["ws_to_target"] / task.budget for x in xs], dtype=float)
+            share = np.where(np.isnan(share), np.inf, share)
+            one = {"best_median": float(np.nanmedian(best)) if np.isfinite(best).any()
+                   else math.nan, "share_median": float(np.median(share)),
+                   "within_third": int((share <= 1 / 3).sum()),
+                   "within_w": int((share <= 1).sum()), "seeds": len(xs)}
+            out[task.name][method] = one
+            rows.append([method, fmt(one["best_median"]),
+                         fmt(one["share_median"], ".2f") if np.isfinite(one["share_median"])
+                         else "> 1", f"{one['within_third']}/{len(xs)}",
+                         f"{one['within_w']}/{len(xs)}"])
+        print(f"\n{task.name} over {len(per_seed)} seeds ({task.direction}; W = "
+              f"{task.budget:g} worker-seconds; target per seed = best of 'mpitune none')")
+        print(table(["method", "median best @W", "median ws->target /W", "<= W/3", "<= W"],
+                    rows))
+    return out
+
+
+def main() -> int:
+    sys.path.insert(0, HERE)
+    from _common import find_mpiexec, machine, machine_line, save_json, table
+
+    try:
+        from _common import Interference, interference_line
+    except ImportError:  # an older _common
+        Interference = interference_line = None
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", default="synthetic,digits")
+    p.add_argument("--pruners", default="none,median,asha,hyperband,bohb")
+    p.add_argument("--workers", type=int, default=8, help="worker ranks / Optuna processes")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seeds", default=None, metavar="S1,S2,...",
+                   help="run everything once per seed, then a summary over the seeds")
+    p.add_argument("--budget-synthetic", type=float, default=None,
+                   help=f"worker-seconds per run (default {TASKS['synthetic'].budget:g})")
+    p.add_argument("--budget-digits", type=float, default=None,
+                   help=f"worker-seconds per run (default {TASKS['digits'].budget:g})")
+    p.add_argument("--busy-budget", type=float, default=64.0,
+                   help="worker-seconds of the saturated-rank-0 run (0: skip it)")
+    p.add_argument("--sampler", default=None,
+                   help="mpitune's sampler for every run (default: the spec's, i.e. auto)")
+    p.add_argument("--no-optuna", action="store_true", help="skip the Optuna rows")
+    p.add_argument("--optuna-samplers", default="tpe",
+                   help="Optuna samplers to pair with its pruners: tpe and/or qmc (Sobol, like "
+                        "mpitune's default sampler: compares the pruners alone)")
+    p.add_argument("--optuna-storage", choices=("asktell", "journal"), default="asktell",
+                   help="Optuna's parallelism: one ask/tell process with in-memory storage "
+                        "serving the workers over pipes (default), or every worker on a "
+                        "shared JournalStorage file")
+    p.add_argument("--quick", action="store_true", help="budgets / 3: a smoke run")
+    p.add_argument("--workdir", default=None, help="keep the results files here")
+    p.add_argument("--mpiexec", default=None)
+    p.add_argument("--mpiexec-args", default="")
+    p.add_argument("--json", metavar="PATH", default=None)
+    args = p.parse_args()
+    args.mpiexec = find_mpiexec(args.mpiexec)
+    for name in ("synthetic", "digits"):
+        given = getattr(args, f"budget_{name}")
+        if given:
+            TASKS[name].budget = given
+        if args.quick:
+            TASKS[name].budget /= 3
+    if args.quick:
+        args.busy_budget /= 2
+    tasks = [TASKS[t] for t in args.tasks.split(",") if t]
+    pruners = [x for x in args.pruners.split(",") if x]
+    have_optuna = not args.no_optuna
+    if have_optuna:
+        try:
+            import optuna  # noqa: F401
+        except ImportError:
+            have_optuna = False
+            print("note: optuna is not installed (pip install optuna; an optional dependency "
+                  "of this benchmark only): the Optuna rows are skipped")
+    if any(t.name == "digits" for t in tasks):
+        try:
+            import sklearn  # noqa: F401
+        except ImportError:
+            sys.exit("benchmark: the digits task needs scikit-learn (pip install scikit-learn)"
+                     "; or pass --tasks synthetic")
+    m = machine()
+    print(machine_line(m))
+    workdir = args.workdir or tempfile.mkdtemp(prefix="mpitune-pruning-")
+    os.makedirs(workdir, exist_ok=True)
+    print(f"{args.workers} workers per run; results files in {workdir}")
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+    per_seed = []
+    for seed in seeds:
+        args.seed = seed
+        if len(seeds) > 1:
+            print(f"\n==== seed {seed}", flush=True)
+        per_seed.append(one_seed(args, tasks, pruners, have_optuna, workdir, m, table,
+                                 Interference, interference_line))
+    data = per_seed[0] if len(seeds) == 1 else {"seeds": seeds, "per_seed": per_seed,
+                                                "summary": summary(per_seed, tasks, table)}
     save_json(args.json, data)
     return 0
 

@@ -59,14 +59,19 @@ def test_startup_points_are_the_sobol_stream():
     np.testing.assert_array_equal(got, sobol.suggest(10, history(SPACE2, [], [], n_total=0)))
 
 
-def test_batch_straddling_startup_mixes_sobol_and_model():
+def test_startup_waits_for_results_not_proposals():
+    """With trials running, start-up lasts until n_startup of them have finished."""
     rng = np.random.default_rng(1)
-    x = rng.random((8, 2))
-    h = history(SPACE2, x, (x**2).sum(1), n_total=8)
-    got = tpe(n_startup=10).suggest(5, h)
+    x = rng.random((9, 2))
     sobol = SobolSampler(0)
-    np.testing.assert_array_equal(got[:2], sobol.suggest(2, h))
+    running = history(SPACE2, x, (x**2).sum(1), pending=rng.random((8, 2)))  # 17 proposed
+    np.testing.assert_array_equal(tpe(n_startup=10).suggest(5, running),
+                                  sobol.suggest(5, running))
+    y = rng.random((10, 2))
+    enough = history(SPACE2, y, (y**2).sum(1), pending=rng.random((8, 2)))
+    got = tpe(n_startup=10).suggest(5, enough)
     assert got.shape == (5, 2)
+    assert not np.allclose(got, sobol.suggest(5, enough))
 
 
 def test_pending_points_push_the_batch_away():

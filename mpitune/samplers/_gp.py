@@ -293,8 +293,9 @@ class GPSampler(Sampler):
     seed:
         Seed of the random candidates and of the start-up design (None: the search's).
     n_startup:
-        Trials drawn from a scrambled Sobol' sequence before the model takes over; by
-        default ``max(10, 2 d + 2)`` capped at 20.
+        Results the model waits for: until that many trials have finished, points come
+        from a scrambled Sobol' sequence (with ``q`` trials running, about
+        ``n_startup + q`` of them); by default ``max(10, 2 d + 2)`` capped at 20.
     max_points:
         The most finished trials the GP is conditioned on; beyond, it keeps the best half
         and a seeded random sample of the rest, so a suggestion costs at most
@@ -331,14 +332,9 @@ class GPSampler(Sampler):
         d = history.ndim
         if d == 0 or n == 0:
             return np.empty((n, d))
-        k = min(n, max(0, self.startup(d) - history.n_total))
-        if k < n and not np.isfinite(history.loss).any():
-            k = n  # nothing to model yet
-        first = SobolSampler(self.seed).suggest(k, history) if k else np.empty((0, d))
-        if k == n:
-            return first
-        pending = np.vstack([history.pending, first])
-        return np.vstack([first, self._propose(n - k, history, pending, history.n_total + k)])
+        if int(np.isfinite(history.loss).sum()) < self.startup(d):
+            return SobolSampler(self.seed).suggest(n, history)  # the model needs results
+        return self._propose(n, history, history.pending, history.n_total)
 
     def _subset(self, loss: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Indices of the rows the GP keeps: all, or the best half plus a random sample."""

@@ -166,16 +166,15 @@ class _Parzen:
 class TPESampler(Sampler):
     """Batched TPE (see the module docstring).
 
-    ``n_startup`` first trials come from the Sobol sequence; ``n_candidates`` draws per
-    proposed point; ``multivariate=False`` models each parameter on its own (as Hyperopt),
-    ``True`` models them jointly; the default (None) is joint up to ``MAX_JOINT_DIMS``
-    parameters and separate above, where product kernels measured worse (on Levy-20 after
-    500 trials: regret 48 joint, 23 separate; on Hartmann-6 both about 0.2);
-    ``gamma(n)`` sizes the good group; ``prior_weight`` is the weight of the broad prior
-    kernel in each mixture. Past ``max_kernels`` bad trials, the bad mixture is a random
-    subset of that size drawn in proportion to the kernel weights (the same density in
-    expectation), so a suggestion costs the same after 5,000 or 500,000 trials.
-    """
+    Until ``n_startup`` trials have finished, points come from the Sobol sequence;
+    ``n_candidates`` draws per proposed point; ``multivariate=False`` models each parameter
+    on its own (as Hyperopt), ``True`` models them jointly; the default (None) is joint up
+    to ``MAX_JOINT_DIMS`` parameters and separate above, where product kernels measured
+    worse (on Levy-20 after 500 trials: regret 48 joint, 23 separate; on Hartmann-6 both
+    about 0.2); ``gamma(n)`` sizes the good group; ``prior_weight`` is the weight of the
+    broad prior kernel in each mixture. Past ``max_kernels`` bad trials, the bad mixture is
+    a random subset of that size drawn in proportion to the kernel weights (the same density
+    in expectation), so a suggestion costs the same after 5,000 or 500,000 trials."""
 
     name = "tpe"
 
@@ -209,22 +208,16 @@ class TPESampler(Sampler):
         d = history.ndim
         if d == 0:
             return np.empty((n, 0))
-        loss = history.loss
-        n_ok = int(np.isfinite(loss).sum())
-        n_start = n if n_ok < 2 else min(n, max(0, self.n_startup - history.n_total))
-        parts = []
-        if n_start:
-            if self._sobol is None:
+        if int(np.isfinite(history.loss).sum()) < max(2, self.n_startup):
+            if self._sobol is None:  # the model needs results first
                 self._sobol = SobolSampler(self.seed)
-            parts.append(self._sobol.suggest(n_start, history))
-        if n > n_start:
-            parts.append(self._model_points(n - n_start, history, n_start))
-        return np.vstack(parts)
+            return self._sobol.suggest(n, history)
+        return self._model_points(n, history)
 
-    def _model_points(self, n: int, history: History, offset: int) -> np.ndarray:
+    def _model_points(self, n: int, history: History) -> np.ndarray:
         space = self.space
         x, loss, pending = history.x, history.loss, history.pending
-        rng = np.random.default_rng([self.seed or 0, history.n_total, offset])
+        rng = np.random.default_rng([self.seed or 0, history.n_total])
         cats = [(j, dim.size) for j, dim in enumerate(space.dims)
                 if isinstance(dim, Categorical)]
         cat_idx = {j for j, _ in cats}
