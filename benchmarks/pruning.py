@@ -54,6 +54,7 @@ import argparse  # noqa: E402
 import math  # noqa: E402
 import resource  # noqa: E402
 import shlex  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -305,10 +306,15 @@ def run_mpitune(args, task: Task, pruner: str, workdir: str, busy: float = 0.0) 
         text += f"pruner = _bench.busy_pruner({task.max_resource}, {busy})\n"
     with open(spec, "w") as f:
         f.write(text)
-    label = f"{task.name}-{pruner}{'-busy' if busy else ''}"
+    label = f"{task.name}-{pruner}{'-busy' if busy else ''}-seed{args.seed}"
     storage = os.path.join(workdir, f"{label}.h5")
     timings = os.path.join(workdir, f"timings-{label}")
-    os.makedirs(timings, exist_ok=True)
+    for old in (storage, timings, storage + ".checkpoints"):  # a fresh search, never a resume
+        if os.path.isdir(old):
+            shutil.rmtree(old)
+        elif os.path.exists(old):
+            os.remove(old)
+    os.makedirs(timings)
     budget = task.budget if not busy else args.busy_budget
     max_time = budget / args.workers * 1.1 + 1.0
     cmd = [args.mpiexec, *shlex.split(args.mpiexec_args), "-n", str(args.workers + 1),
@@ -514,7 +520,10 @@ def run_optuna(args, task: Task, pruner_name: str, workdir: str, sampler: str = 
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
-        path = os.path.join(workdir, f"optuna-{task.name}-{sampler}-{pruner_name}.log")
+        path = os.path.join(workdir,
+                            f"optuna-{task.name}-{sampler}-{pruner_name}-seed{args.seed}.log")
+        if os.path.exists(path):
+            os.remove(path)
         optuna.create_study(study_name="bench", storage=JournalStorage(JournalFileBackend(path)),
                             direction=task.direction)
         procs = [ctx.Process(target=_journal_worker,
