@@ -28,7 +28,7 @@ from .errors import SpecError
 from .progress import log
 from .samplers import History, Sampler, SobolSampler
 from .space import Space
-from .table import INTERRUPTED, RUNNING, TrialTable, is_finished
+from .table import INTERRUPTED, PRUNED, RUNNING, TrialTable, is_finished
 
 MODEL_SHARE_OF_RANK0 = 0.5  # at most this share of rank 0's time goes to a slow sampler
 
@@ -78,7 +78,10 @@ class Suggester:
                 loss = self.fidelity.sampler_losses(t, self.space.ndim)[done]
             else:
                 loss = self.sign * t.value.data[done]
-            return t.unit.data[done], loss, state[done], pending
+            pruned = state[done] == PRUNED
+            stop_step = np.where(pruned, t.last_step.data[done], np.nan)
+            stop_loss = np.where(pruned, self.sign * t.last_value.data[done], np.nan)
+            return t.unit.data[done], loss, state[done], pending, stop_step, stop_loss
 
         return History(self.space, n_total=t.n + len(queue), load=load)
 

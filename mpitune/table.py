@@ -70,6 +70,9 @@ class TrialTable:
         self.curve_step = Column(np.float64, np.nan)
         self.curve_value = Column(np.float64, np.nan)
         self.curve_time = Column(np.float64, np.nan)
+        # each trial's latest report (arrival order): where a pruned trial stopped
+        self.last_step = Column(np.float64, np.nan)
+        self.last_value = Column(np.float64, np.nan)
         self.n_finished = 0
 
     @property
@@ -90,7 +93,8 @@ class TrialTable:
 
     def _trial_columns(self):
         return (self.unit, self.state, self.value, self.worker, self.host, self.gpu,
-                self.t_start, self.t_end, *self.metrics.values())
+                self.t_start, self.t_end, self.last_step, self.last_value,
+                *self.metrics.values())
 
     def add(self, unit: np.ndarray) -> np.ndarray:
         """Append running trials for the rows of ``unit``; return their numbers."""
@@ -127,10 +131,17 @@ class TrialTable:
             col.data[numbers] = values
 
     def add_curve(self, trials, steps, values, times) -> None:
+        start = self.n_curve
         self.curve_trial.extend(trials)
         self.curve_step.extend(steps)
         self.curve_value.extend(values)
         self.curve_time.extend(times)
+        trials = self.curve_trial.data[start:]
+        if len(trials):
+            numbers, first = np.unique(trials[::-1], return_index=True)
+            latest = start + len(trials) - 1 - first
+            self.last_step.data[numbers] = self.curve_step.data[latest]
+            self.last_value.data[numbers] = self.curve_value.data[latest]
 
     def interrupt_running(self) -> np.ndarray:
         """Mark every running trial interrupted; return their numbers."""

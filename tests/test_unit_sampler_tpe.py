@@ -74,6 +74,28 @@ def test_startup_waits_for_results_not_proposals():
     assert not np.allclose(got, sobol.suggest(5, enough))
 
 
+def test_pruned_trials_that_got_furthest_fill_the_good_group():
+    """An ASHA search: 2 complete trials (far from the optimum) and many pruned ones; the
+    pruned trials that reached the last rung are near (0.8, 0.8), so TPE samples there."""
+    rng = np.random.default_rng(3)
+    x = rng.random((200, 2))
+    near = np.linalg.norm(x - 0.8, axis=1)
+    loss = np.full(200, np.nan)
+    far = np.argsort(near)[-2:]
+    loss[far] = 1.0
+    stop_step = np.where(np.isnan(loss), np.where(near < 0.15, 9.0, 1.0), np.nan)
+    stop_loss = np.where(np.isnan(loss), near, np.nan)
+    h = History(SPACE2, x=x, loss=loss, state=np.full(200, COMPLETE, np.uint8),
+                pending=np.empty((0, 2)), n_total=200, stop_step=stop_step,
+                stop_loss=stop_loss)
+    got = tpe(n_startup=2).suggest(16, h)
+    assert np.median(np.linalg.norm(got - 0.8, axis=1)) < 0.2
+    blind = History(SPACE2, x=x, loss=loss, state=np.full(200, COMPLETE, np.uint8),
+                    pending=np.empty((0, 2)), n_total=200)  # the same without stop data
+    got = tpe(n_startup=2).suggest(16, blind)
+    assert np.median(np.linalg.norm(got - 0.8, axis=1)) > 0.2
+
+
 def test_pending_points_push_the_batch_away():
     """With many trials pending at the best region, fewer new points land there."""
     rng = np.random.default_rng(2)

@@ -19,9 +19,10 @@ from mpitune.samplers import (
     check_sampler,
     make_sampler,
 )
+from mpitune.samplers._base import rank_order
 from mpitune.space import Categorical, Integer, Real, Space
 from mpitune.suggester import Suggester
-from mpitune.table import COMPLETE, FAILED, INTERRUPTED, RUNNING, TrialTable
+from mpitune.table import COMPLETE, FAILED, INTERRUPTED, PRUNED, RUNNING, TrialTable
 
 SPACE = Space({"x": Real(0, 1), "lr": Real(1e-4, 1, log=True), "n": Integer(1, 9),
                "c": Categorical(["a", "b", "c"]), "k": 3})
@@ -252,6 +253,28 @@ def test_a_model_proposes_a_batch_and_sobol_fills_a_big_chunk():
     assert sug.n_fallback == 7
     sobol = SobolSampler(3)
     np.testing.assert_array_equal(new[3:], sobol.suggest(7, history(SMALL, 4)))
+
+
+def test_history_shows_where_pruned_trials_stopped_in_loss_terms():
+    rec = Recorder()
+    table = table_with([COMPLETE, PRUNED, PRUNED, FAILED], [0.9, np.nan, np.nan, np.nan])
+    table.add_curve([1, 2, 1, 3], [1, 1, 3, 2], [0.2, 0.5, 0.7, 0.1], [0.0] * 4)
+    sug = Suggester(rec, SMALL, table, batch_size=2, direction="maximize")
+    h = sug.history()
+    np.testing.assert_array_equal(h.stop_step, [np.nan, 3, 1, np.nan])
+    np.testing.assert_array_equal(h.stop_loss, [np.nan, -0.7, -0.5, np.nan])  # negated
+    assert h.ranking().tolist() == [0, 1, 2]  # complete, then further, failed left out
+
+
+def test_rank_order():
+    nan = np.nan
+    loss = np.array([0.3, nan, nan, 0.1, nan, nan, nan])
+    step = np.array([nan, 9.0, 3.0, nan, 9.0, nan, 27.0])
+    stop = np.array([nan, 0.5, 0.0, nan, 0.4, nan, nan])  # trial 6: nan report, trial 5 failed
+    assert rank_order(loss, step, stop).tolist() == [3, 0, 4, 1, 2]
+    assert rank_order(np.empty(0), np.empty(0), np.empty(0)).tolist() == []
+    # without stop information (no pruner) it is the order of the losses
+    assert rank_order(loss, np.full(7, nan), np.full(7, nan)).tolist() == [3, 0]
 
 
 def test_suggester_rejects_wrong_shape():

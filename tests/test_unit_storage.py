@@ -107,6 +107,8 @@ def assert_same_table(a: TrialTable, b: TrialTable) -> None:
     np.testing.assert_array_equal(a.curve_step.data, b.curve_step.data)
     np.testing.assert_array_equal(a.curve_value.data, b.curve_value.data)
     np.testing.assert_array_equal(a.curve_time.data, b.curve_time.data)
+    np.testing.assert_array_equal(a.last_step.data, b.last_step.data)
+    np.testing.assert_array_equal(a.last_value.data, b.last_value.data)
     assert a.n_finished == b.n_finished
 
 
@@ -193,6 +195,19 @@ def test_apply_curve_and_interrupt():
     t.apply({"k": "I", "n": [0, 1]})
     assert t.state.data.tolist() == [INTERRUPTED, INTERRUPTED]
     assert t.n_finished == 0
+
+
+def test_each_trials_latest_report_is_kept_in_arrival_order():
+    """last_step/last_value: where a trial stopped (samplers rank pruned trials by it),
+    the latest report even when steps repeat or batches interleave trials."""
+    t = TrialTable(1)
+    t.apply({"k": "A", "n0": 0, "u": [[0.1], [0.2], [0.3]]})
+    t.apply({"k": "C", "n": [0, 1, 0], "st": [1, 1, 2], "v": [0.5, 0.4, 0.3],
+             "t": [1.0, 1.0, 2.0]})
+    t.apply({"k": "C", "n": [1, 1], "st": [3, 3], "v": [0.2, 0.1], "t": [3.0, 3.0]})
+    assert t.last_step.data[:2].tolist() == [2.0, 3.0]
+    assert t.last_value.data[:2].tolist() == [0.3, 0.1]
+    assert np.isnan(t.last_step.data[2]) and np.isnan(t.last_value.data[2])
 
 
 def test_apply_unknown_event():

@@ -26,23 +26,35 @@ class History:
     was inactive (in ``x`` and in ``pending``); the sampler may propose any value there,
     the space masks it out again.
 
+    A pruned trial has no final loss, but it says something: ``stop_step`` and
+    ``stop_loss`` hold the step of its last report and the loss reported there (nan for
+    other trials). :meth:`ranking` orders every trial that can be ordered, pruned ones
+    included: TPE builds its good group from it. (CMA-ES does not: ranked by their early
+    values, the pruned trials of an ASHA search drew it to the fast starters, measured on
+    the synthetic task of benchmarks/pruning.py: best 0.93 instead of 0.997.)
+
     The arrays may be given, or built on first use by ``load()`` returning
-    ``(x, loss, state, pending)``: samplers that only need ``n_total`` (random, Sobol) then
-    cost nothing per batch, however long the history.
+    ``(x, loss, state, pending[, stop_step, stop_loss])``: samplers that only need
+    ``n_total`` (random, Sobol) then cost nothing per batch, however long the history.
     """
 
     def __init__(self, space: Space, x: Optional[np.ndarray] = None,
                  loss: Optional[np.ndarray] = None, state: Optional[np.ndarray] = None,
                  pending: Optional[np.ndarray] = None, n_total: int = 0,
-                 load: Optional[Callable[[], tuple]] = None) -> None:
+                 load: Optional[Callable[[], tuple]] = None,
+                 stop_step: Optional[np.ndarray] = None,
+                 stop_loss: Optional[np.ndarray] = None) -> None:
         self.space = space
         self.n_total = n_total
         self._load = load
-        self._arrays = None if load is not None else (x, loss, state, pending)
+        self._arrays = (None if load is not None
+                        else (x, loss, state, pending, stop_step, stop_loss))
 
     def _get(self, i: int) -> np.ndarray:
         if self._arrays is None:
-            self._arrays = self._load()
+            self._arrays = (tuple(self._load()) + (None, None))[:6]
+        if i >= 4 and self._arrays[i] is None:
+            return np.full(len(self._arrays[1]), np.nan)
         return self._arrays[i]
 
     @property
@@ -66,8 +78,39 @@ class History:
         return self._get(3)
 
     @property
+    def stop_step(self) -> np.ndarray:
+        """(m,) the step of a pruned trial's last report (nan for other trials)."""
+        return self._get(4)
+
+    @property
+    def stop_loss(self) -> np.ndarray:
+        """(m,) the loss a pruned trial reported there (minimised; nan otherwise)."""
+        return self._get(5)
+
+    def ranking(self) -> np.ndarray:
+        """Indices of the finished trials that can be ordered, best first: see
+        :func:`rank_order`."""
+        return rank_order(self.loss, self.stop_step, self.stop_loss)
+
+    @property
     def ndim(self) -> int:
         return self.space.ndim
+
+
+def rank_order(loss: np.ndarray, stop_step: np.ndarray, stop_loss: np.ndarray
+               ) -> np.ndarray:
+    """Indices of the trials that can be ordered, best first: those with a final loss by
+    that loss, then the pruned ones, those that got further first and, at the same step,
+    by the loss they reported there. Failed trials and pruned ones without a finite last
+    loss are left out."""
+    loss = np.asarray(loss, dtype=float)
+    final = np.isfinite(loss)
+    partial = ~final & np.isfinite(stop_loss) & np.isfinite(stop_step)
+    tier = np.where(final, 0, np.where(partial, 1, 2))
+    value = np.where(final, loss, np.where(partial, stop_loss, 0.0))
+    step = np.where(partial, stop_step, 0.0)
+    order = np.lexsort((value, -step, tier))
+    return order[: int(np.count_nonzero(tier < 2))]
 
 
 class Sampler(ABC):
