@@ -14,12 +14,13 @@ from mpitune.table import COMPLETE
 SPACE2 = Space({"a": Real(0, 1), "b": Real(0, 1)})
 
 
-def history(space, x, loss, pending=None, n_total=None):
+def history(space, x, loss, pending=None, n_total=None, **stops):
+    """``stops``: optionally ``stop_step`` and ``stop_loss`` of pruned trials."""
     x = np.asarray(x, dtype=float).reshape(-1, space.ndim)
     pending = np.empty((0, space.ndim)) if pending is None else np.asarray(pending)
     return History(space, x=x, loss=np.asarray(loss, dtype=float),
                    state=np.full(len(x), COMPLETE, np.uint8), pending=pending,
-                   n_total=len(x) + len(pending) if n_total is None else n_total)
+                   n_total=len(x) + len(pending) if n_total is None else n_total, **stops)
 
 
 def tpe(space=SPACE2, seed=0, **kw) -> TPESampler:
@@ -85,14 +86,10 @@ def test_pruned_trials_that_got_furthest_fill_the_good_group():
     loss[far] = 1.0
     stop_step = np.where(np.isnan(loss), np.where(near < 0.15, 9.0, 1.0), np.nan)
     stop_loss = np.where(np.isnan(loss), near, np.nan)
-    h = History(SPACE2, x=x, loss=loss, state=np.full(200, COMPLETE, np.uint8),
-                pending=np.empty((0, 2)), n_total=200, stop_step=stop_step,
-                stop_loss=stop_loss)
+    h = history(SPACE2, x, loss, stop_step=stop_step, stop_loss=stop_loss)
     got = tpe(n_startup=2).suggest(16, h)
     assert np.median(np.linalg.norm(got - 0.8, axis=1)) < 0.2
-    blind = History(SPACE2, x=x, loss=loss, state=np.full(200, COMPLETE, np.uint8),
-                    pending=np.empty((0, 2)), n_total=200)  # the same without stop data
-    got = tpe(n_startup=2).suggest(16, blind)
+    got = tpe(n_startup=2).suggest(16, history(SPACE2, x, loss))  # without stop data
     assert np.median(np.linalg.norm(got - 0.8, axis=1)) > 0.2
 
 

@@ -334,7 +334,7 @@ class GPSampler(Sampler):
             return np.empty((n, d))
         if int(np.isfinite(history.loss).sum()) < self.startup(d):
             return SobolSampler(self.seed).suggest(n, history)  # the model needs results
-        return self._propose(n, history, history.pending, history.n_total)
+        return self._propose(n, history)
 
     def _subset(self, loss: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Indices of the rows the GP keeps: all, or the best half plus a random sample."""
@@ -366,9 +366,8 @@ class GPSampler(Sampler):
         every = self.explore_every
         return every > 0 and index % every == every - 1
 
-    def _propose(self, n: int, history: History, pending: np.ndarray,
-                 index: int) -> np.ndarray:
-        space = history.space
+    def _propose(self, n: int, history: History) -> np.ndarray:
+        space, pending, index = history.space, history.pending, history.n_total
         feats = _Features(space)
         rng = self.rng(history)
         x, loss = np.asarray(history.x, dtype=float), np.asarray(history.loss, dtype=float)
