@@ -75,6 +75,27 @@ def test_startup_waits_for_results_not_proposals():
     assert not np.allclose(got, sobol.suggest(5, enough))
 
 
+def test_startup_waits_for_complete_trials_under_pruning():
+    """Pruned trials, even those that reported and can be ranked, do not end the start-up
+    (see TPESampler: counting them drew the model to fast starters); complete ones do."""
+    rng = np.random.default_rng(4)
+    x = rng.random((13, 2))
+    loss = np.full(13, np.nan)
+    loss[:3] = (x[:3] ** 2).sum(1)
+    stop_step = np.where(np.isnan(loss), 1.0, np.nan)
+    stop_loss = np.where(np.isnan(loss), 0.5, np.nan)
+    sobol = SobolSampler(0)
+    pruned = history(SPACE2, x, loss, stop_step=stop_step, stop_loss=stop_loss)
+    assert len(pruned.ranking()) == 13
+    np.testing.assert_array_equal(tpe(n_startup=10).suggest(5, pruned),
+                                  sobol.suggest(5, pruned))
+    loss[:10] = (x[:10] ** 2).sum(1)
+    complete = history(SPACE2, x, loss, stop_step=np.where(np.isnan(loss), 1.0, np.nan),
+                       stop_loss=np.where(np.isnan(loss), 0.5, np.nan))
+    got = tpe(n_startup=10).suggest(5, complete)
+    assert got.shape == (5, 2) and not np.allclose(got, sobol.suggest(5, complete))
+
+
 def test_pruned_trials_that_got_furthest_fill_the_good_group():
     """An ASHA search: 2 complete trials (far from the optimum) and many pruned ones; the
     pruned trials that reached the last rung are near (0.8, 0.8), so TPE samples there."""
