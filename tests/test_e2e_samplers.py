@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import h5py
@@ -123,13 +122,14 @@ def test_explicit_configs_run_first(tmp_path, run):
 
 
 @pytest.fixture(scope="module")
-def configs_results(tmp_path_factory) -> Path:
-    """A finished 6-trial search of CONFIGS_SPEC, run once: each case below copies it."""
+def configs_results(tmp_path_factory) -> bytes:
+    """The bytes of a finished 6-trial search of CONFIGS_SPEC, run once for every case
+    below (as test_e2e_errors.py's ``pristine``)."""
     directory = tmp_path_factory.mktemp("configs")
     spec = write_spec(directory, CONFIGS_SPEC)
     res = run_mpi(3, [spec, "--max-trials", 6], cwd=directory)
     assert res.returncode == 0, res.describe()
-    return directory / "results.h5"
+    return (directory / "results.h5").read_bytes()
 
 
 @pytest.mark.parametrize("configs, message", [
@@ -146,8 +146,8 @@ def test_bad_configs_are_refused_before_the_file_is_touched(tmp_path, run, confi
                                                            configs, message):
     spec = write_spec(tmp_path, CONFIGS_SPEC)
     path = tmp_path / "results.h5"
-    shutil.copyfile(configs_results, path)
-    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    path.write_bytes(configs_results)
+    before = hashlib.sha256(configs_results).hexdigest()
     res = run(3, [spec, "--max-trials", 9, "--configs", configs])
     assert res.returncode != 0
     text = res.stderr

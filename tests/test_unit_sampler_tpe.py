@@ -80,20 +80,22 @@ def test_startup_waits_for_complete_trials_under_pruning():
     (see TPESampler: counting them drew the model to fast starters); complete ones do."""
     rng = np.random.default_rng(4)
     x = rng.random((13, 2))
-    loss = np.full(13, np.nan)
-    loss[:3] = (x[:3] ** 2).sum(1)
-    stop_step = np.where(np.isnan(loss), 1.0, np.nan)
-    stop_loss = np.where(np.isnan(loss), 0.5, np.nan)
     sobol = SobolSampler(0)
-    pruned = history(SPACE2, x, loss, stop_step=stop_step, stop_loss=stop_loss)
-    assert len(pruned.ranking()) == 13
-    np.testing.assert_array_equal(tpe(n_startup=10).suggest(5, pruned),
-                                  sobol.suggest(5, pruned))
-    loss[:10] = (x[:10] ** 2).sum(1)
-    complete = history(SPACE2, x, loss, stop_step=np.where(np.isnan(loss), 1.0, np.nan),
-                       stop_loss=np.where(np.isnan(loss), 0.5, np.nan))
-    got = tpe(n_startup=10).suggest(5, complete)
-    assert got.shape == (5, 2) and not np.allclose(got, sobol.suggest(5, complete))
+
+    def pruned_after_step_1(n_complete):
+        """A history whose first ``n_complete`` trials finished, the rest pruned at step 1."""
+        loss = np.full(13, np.nan)
+        loss[:n_complete] = (x[:n_complete] ** 2).sum(1)
+        pruned = np.isnan(loss)
+        return history(SPACE2, x, loss, stop_step=np.where(pruned, 1.0, np.nan),
+                       stop_loss=np.where(pruned, 0.5, np.nan))
+
+    few = pruned_after_step_1(3)
+    assert len(few.ranking()) == 13
+    np.testing.assert_array_equal(tpe(n_startup=10).suggest(5, few), sobol.suggest(5, few))
+    enough = pruned_after_step_1(10)
+    got = tpe(n_startup=10).suggest(5, enough)
+    assert got.shape == (5, 2) and not np.allclose(got, sobol.suggest(5, enough))
 
 
 def test_pruned_trials_that_got_furthest_fill_the_good_group():
