@@ -3,6 +3,8 @@ mpitune.suggester."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -137,6 +139,20 @@ def test_make_sampler_by_name(name):
     sampler = make_sampler(name)
     assert isinstance(sampler, SAMPLERS[name])
     assert make_sampler(name) is not sampler
+
+
+def test_rank_0_code_imports_scipy_only_when_a_sampler_needs_it():
+    """Rank 0 checks the spec, settings and results file before it pays for scipy (~1 s):
+    importing the master and binding every sampler must not import it."""
+    code = ("import sys; from mpitune.master import Master; "
+            "from mpitune.samplers import SAMPLERS, make_sampler; "
+            "from mpitune.space import Real, Space; "
+            "[make_sampler(n).bind(Space({'x': Real(0, 1)}), 0, budget=50) for n in SAMPLERS]; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_make_sampler_copies_an_object_and_rejects_unknown():

@@ -29,6 +29,10 @@ geometric schedule (about 9 % growth), on that prefix of the history, and memois
 result depends on the history alone, so a resumed search proposes what the uninterrupted
 one would have. Past ``max_points`` finished trials the GP keeps the best half of them plus
 a seeded random sample of the rest, which bounds every step at O(max_points^3).
+
+scipy is imported where it is used, not with the module: rank 0 imports every sampler,
+and should check the spec, the settings and the results file, and report a bad one,
+before it pays for scipy (about 1 s here, more from a cluster's shared file system).
 """
 
 from __future__ import annotations
@@ -39,8 +43,6 @@ import math
 from typing import Optional
 
 import numpy as np
-from scipy import linalg, optimize, special, stats
-from scipy.spatial.distance import cdist
 
 from ..space import Categorical, Integer, Space
 from ._base import History, Sampler
@@ -75,6 +77,7 @@ def matern52(r2: np.ndarray, scale: float, derivative: bool = True):
 def log_h(z: np.ndarray) -> np.ndarray:
     """``log(phi(z) + z Phi(z))``, the log of expected improvement at unit variance, stable
     for very negative ``z`` (Ament et al., 2023, "Unexpected improvements")."""
+    from scipy import special
     z = np.asarray(z, dtype=float)
     out = np.empty_like(z)
     mid = z > -1.0
@@ -143,6 +146,7 @@ def fit_hyperparameters(d2: np.ndarray, y: np.ndarray) -> np.ndarray:
 
     The priors are Optuna's (gamma-like on the inverse squared length scales, the scale
     and the noise); they keep the fit sane with few points."""
+    from scipy import linalg, optimize
     d, n = d2.shape[0], len(y)
     flat = d2.reshape(d, -1)
     eye = np.eye(n)
@@ -180,6 +184,8 @@ class _Posterior:
     """A GP conditioned on scaled features ``z`` with standardised targets ``y``."""
 
     def __init__(self, z: np.ndarray, y: np.ndarray, scale: float, noise: float) -> None:
+        from scipy import linalg
+        from scipy.spatial.distance import cdist
         self.z, self.y, self.scale, self.noise = z, y, scale, noise
         self.beta: Optional[float] = None  # see :meth:`acquire`
         k = matern52(cdist(z, z, "sqeuclidean"), scale, derivative=False)
@@ -191,10 +197,12 @@ class _Posterior:
     @functools.cached_property
     def kinv(self) -> np.ndarray:
         """The inverse of the noisy kernel matrix (only needed for variances)."""
+        from scipy import linalg
         return linalg.cho_solve(self.factor, np.eye(len(self.y)), check_finite=False)
 
     def believe(self, z: np.ndarray) -> _Posterior:
         """This posterior with fantasies at ``z`` whose outcome is the current mean."""
+        from scipy.spatial.distance import cdist
         k = matern52(cdist(z, self.z, "sqeuclidean"), self.scale, derivative=False)
         mean = k @ self.alpha
         return _Posterior(np.vstack([self.z, z]), np.concatenate([self.y, mean]), self.scale,
@@ -203,6 +211,7 @@ class _Posterior:
     def predict(self, z: np.ndarray, columns: Optional[np.ndarray] = None) -> tuple:
         """Mean and variance at ``z``; with ``columns``, also their gradients with respect to
         those feature columns."""
+        from scipy.spatial.distance import cdist
         r2 = cdist(z, self.z, "sqeuclidean")
         if columns is None:
             k = matern52(r2, self.scale, derivative=False)
@@ -239,6 +248,7 @@ class _Posterior:
 
     def log_ei(self, z: np.ndarray, best: float, columns: Optional[np.ndarray] = None):
         """log expected improvement below ``best`` (and its gradient, see :meth:`predict`)."""
+        from scipy import special
         if columns is None:
             mean, var = self.predict_blocks(z)
             sd = np.sqrt(var)
@@ -277,6 +287,7 @@ def warp(y: np.ndarray, power: Optional[float] = None) -> tuple[np.ndarray, floa
     used (fitted by maximum likelihood when ``power`` is None). Heavy-tailed losses (a
     valley among huge walls, like Rosenbrock's) become near-Gaussian, which the GP models
     far better; well-behaved ones are left almost unchanged."""
+    from scipy import stats
     y = _standardise(y)
     if np.ptp(y) == 0:
         return y, 1.0
@@ -429,6 +440,7 @@ def _polish_real(gp: _Posterior, best: float, feats: _Features, scales: np.ndarr
     starts are independent, so the gradient separates). It works on the scaled features
     (coordinate / length scale), where the acquisition is about equally curved in every
     direction: far fewer iterations than in the unit cube."""
+    from scipy import optimize
     cols = feats.real_columns
     z = feats.encode(points) * scales
     before = gp.acquire(z, best)

@@ -19,6 +19,8 @@ multivariate estimator (default) uses product kernels, which model how parameter
 together; its Gaussian part is a few matrix products, so a batch of 16 with thousands of
 trials takes milliseconds. Inactive conditional coordinates (nan) only match inactive
 ones: a kernel term counts where both are active, a mismatch costs a fixed factor.
+
+scipy.special is imported where it is used, for the reason given in :mod:`._gp`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import math
 from typing import Optional
 
 import numpy as np
-from scipy.special import ndtr, ndtri
 
 from ..errors import SpecError
 from ..space import Categorical, Integer
@@ -80,6 +81,7 @@ class _Parzen:
         self.b = self.active[:, cont].astype(float)
         sigma = 0.2 * max(k, 1) ** (-1.0 / (d + 4))
         self.sigma = np.clip(np.maximum(sigma, min_width[cont]), 1.0 / min(100, 1 + k), 1.0)
+        from scipy.special import ndtr
         z = ndtr((1.0 - self.mu) / self.sigma) - ndtr(-self.mu / self.sigma)
         self.log_norm = np.log(self.sigma) + LOG_SQRT_2PI + np.log(z)  # (k, dc)
         self.log_w = np.log(weights) - math.log(weights.sum() + prior_weight)
@@ -132,6 +134,7 @@ class _Parzen:
         active real or integer coordinate, uniform on categorical ones."""
         act = ~np.isnan(x)
         xc = np.nan_to_num(x[:, self.cont])
+        from scipy.special import ndtr
         log_z = math.log(ndtr(0.5) - ndtr(-0.5))
         dens = -0.5 * (xc - 0.5) ** 2 - LOG_SQRT_2PI - log_z
         out = (dens * act[:, self.cont]).sum(axis=1)
@@ -145,6 +148,7 @@ class _Parzen:
 
     def sample(self, rng: np.random.Generator, c: int) -> np.ndarray:
         """``c`` points drawn from the mixture (inactive coordinates drawn uniformly)."""
+        from scipy.special import ndtr, ndtri
         k, d = self.points.shape
         p = np.append(self.weights, self.prior_weight)
         comp = rng.choice(k + 1, size=c, p=p / p.sum())
