@@ -4,7 +4,9 @@
 holds the owner's host, pid and start time, and its mtime is a heartbeat that the owner
 refreshes at every journal fsync. A lock is stale, and is taken over, when its owner ran on
 this host and that pid is gone, or when its heartbeat is older than ``STALE_AFTER`` seconds
-(the owner's node died, or its pid was reused after a reboot). Otherwise the second job
+(the owner's node died, or its pid was reused after a reboot), or when it says no owner at
+all (empty or unreadable: its creator died, or met a full disk, between creating and
+writing it) and is older than ``UNWRITTEN_AFTER`` seconds. Otherwise the second job
 refuses to start.
 """
 
@@ -19,6 +21,7 @@ from .errors import StorageError
 
 LOCK_SUFFIX = ".lock"
 STALE_AFTER = 120.0
+UNWRITTEN_AFTER = 5.0  # a live owner writes its lock within microseconds of creating it
 
 
 def _pid_alive(pid: int) -> bool:
@@ -60,8 +63,13 @@ class FileLock:
             except OSError as e:
                 raise StorageError(f"cannot write beside '{self.results_path}': "
                                    f"{e.strerror} ({self.path})") from None
-            with os.fdopen(fd, "w") as f:
-                f.write(info)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(info)
+            except OSError as e:
+                os.unlink(self.path)
+                raise StorageError(f"cannot write beside '{self.results_path}': "
+                                   f"{e.strerror} ({self.path})") from None
             self.held = True
             return
         raise StorageError(self._busy_message())
@@ -69,9 +77,10 @@ class FileLock:
     def _owner(self) -> dict:
         try:
             with open(self.path) as f:
-                return json.load(f)
+                owner = json.load(f)
         except (OSError, ValueError):
             return {}
+        return owner if isinstance(owner, dict) else {}
 
     def _stale(self) -> bool:
         owner = self._owner()
@@ -82,6 +91,8 @@ class FileLock:
         if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
             if not _pid_alive(owner["pid"]):
                 return True
+        if not owner:
+            return age > UNWRITTEN_AFTER
         return age > STALE_AFTER  # the owner's node died, or its pid now names another process
 
     def _busy_message(self) -> str:

@@ -3,8 +3,11 @@
 An in-place HDF5 update is not crash-safe (a kill inside a write can leave the file
 unreadable), but ``os.replace`` is atomic: the results file is always either the previous
 snapshot or the new one, and it opens with a plain ``h5py.File(path, "r")`` at every moment.
-The layout is documented in the README ("The results file") and versioned by the
-``format_version`` attribute.
+The HDF5 file is built in memory (the ``core`` driver) and its image written with plain
+file I/O: a full disk or quota then fails as an ``OSError`` of one ``write``, instead of
+failing inside HDF5, which leaves its objects unclosable (a stream of "Exception ignored"
+errors, then a crash at exit). The layout is documented in the README ("The results
+file") and versioned by the ``format_version`` attribute.
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ def write_snapshot(path: str, meta: Meta, table: TrialTable) -> float:
     tmp = f"{path}.tmp-{os.getpid()}"
     n = table.n
     try:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(tmp, "w", driver="core", backing_store=False, block_size=1 << 20) as f:
             a = f.attrs
             a["format"] = FORMAT_NAME
             a["format_version"] = FORMAT_VERSION
@@ -132,11 +135,12 @@ def write_snapshot(path: str, meta: Meta, table: TrialTable) -> float:
             c.create_dataset("step", data=table.curve_step.data)
             c.create_dataset("value", data=table.curve_value.data)
             c.create_dataset("time", data=table.curve_time.data)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            f.flush()
+            image = f.id.get_file_image()
+        with open(tmp, "wb") as out:
+            out.write(image)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(tmp, path)
         _fsync_dir(os.path.dirname(os.path.abspath(path)))
     except BaseException:

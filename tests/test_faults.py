@@ -8,6 +8,7 @@ command again loses no finished trial, duplicates none and meets the budget exac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -237,6 +238,42 @@ def test_disk_full_stops_with_one_line_then_resumes_elsewhere(tmp_path, spec, ru
                   "--max-trials", budget, "--progress-interval", 0], timeout=60)
     assert res.returncode == 0, res.describe()
     check_finished(moved / "full.h5", budget, before)
+
+
+def test_disk_full_at_a_snapshot_is_one_line_and_keeps_the_file(tmp_path, spec, run):
+    """A snapshot that does not fit: resuming a finished search (which rewrites the
+    snapshot first) on a disk with less free space than the file. HDF5 never sees the
+    error (the file is built in memory, then written): one line, exit 3, the file as it
+    was; written by HDF5 itself this ended in a stream of errors and a crash (exit 11).
+    Then a disk too full for the lock file's contents: one line, and no empty lock left
+    behind (it used to block every rerun for two minutes)."""
+    done = tmp_path / "done.h5"
+    res = run(None, [spec(FAST), "--storage", done, "--max-trials", 2000,
+                     "--progress-interval", 0])
+    assert res.returncode == 0, res.describe()
+    size = done.stat().st_size  # the tmpfs holds it, but not a second copy
+    with contextlib.contextmanager(_tmpfs)(tmp_path / "disk", f"{size * 3 // 2}") as disk:
+        shutil.copy2(done, disk / "done.h5")
+        digest = hashlib.sha256((disk / "done.h5").read_bytes()).hexdigest()
+        for ranks in (None, 3) if MPIEXEC else (None,):
+            res = run(ranks, [str(tmp_path / "spec.py"), "--storage", disk / "done.h5",
+                              "--max-trials", 2400, "--progress-interval", 0])
+            assert res.returncode == 3, res.describe()
+            lines = error_lines(res.stderr)
+            assert len(lines) == 1 and "Exception ignored" not in res.stderr, res.describe()
+            assert "No space left on device" in lines[0], lines
+            assert hashlib.sha256((disk / "done.h5").read_bytes()).hexdigest() == digest
+            assert sorted(os.listdir(disk)) == ["done.h5"]
+        with open(disk / "filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
+            while True:  # until not even the lock's few bytes fit
+                f.write(bytes(4096))
+        res = run(None, [str(tmp_path / "spec.py"), "--storage", disk / "done.h5",
+                         "--max-trials", 2400])
+        assert res.returncode == 3, res.describe()
+        assert error_lines(res.stderr) == [
+            f"mpitune: error: cannot write beside '{disk / 'done.h5'}': No space left on "
+            f"device ({disk / 'done.h5'}.lock)"], res.describe()
+        assert sorted(os.listdir(disk)) == ["done.h5", "filler"]  # no empty lock left
 
 
 # ---- objectives that misbehave -------------------------------------------------------------

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import h5py
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 
 from mpitune.errors import SpecError, StorageError
 from mpitune.journal import JOURNAL_SUFFIX, Journal, read_journal
-from mpitune.lock import LOCK_SUFFIX, FileLock
+from mpitune.lock import LOCK_SUFFIX, UNWRITTEN_AFTER, FileLock
 from mpitune.settings import Settings
 from mpitune.snapshot import (
     FORMAT_NAME,
@@ -716,9 +717,21 @@ def test_lock_of_a_live_process_on_another_host_with_fresh_heartbeat_is_respecte
     assert not os.path.exists(results + LOCK_SUFFIX)
 
 
-def test_unreadable_lock_with_fresh_mtime_is_respected(tmp_path):
+@pytest.mark.parametrize("content", ["", "{half", "[]"])
+def test_ownerless_lock_is_respected_only_while_its_creator_may_be_writing_it(tmp_path,
+                                                                              content):
+    """Empty or unreadable: its creator died (or met a full disk) between creating and
+    writing it, or is writing it right now. Taken over after UNWRITTEN_AFTER seconds, not
+    STALE_AFTER (a rerun after a kill -9 at that moment starts at once)."""
     results = str(tmp_path / "r.h5")
     with open(results + LOCK_SUFFIX, "w") as f:
-        f.write("{half")
+        f.write(content)
     with pytest.raises(StorageError, match="another process"):
         FileLock(results).acquire()
+    old = time.time() - UNWRITTEN_AFTER - 1
+    os.utime(results + LOCK_SUFFIX, (old, old))
+    lock = FileLock(results)
+    lock.acquire()
+    with open(results + LOCK_SUFFIX) as f:
+        assert lock.held and json.load(f)["pid"] == os.getpid()
+    lock.release()
