@@ -29,9 +29,15 @@ def run(objective: Callable, space: dict, comm: Any = None, **settings: Any):
     Bad settings raise :class:`SpecError` in a serial run and end the whole job (one
     message, non-zero exit) under MPI.
     """
+    from mpi4py import MPI
+
     from .session import execute
     from .settings import Settings
     from .spec import check_objective
+
+    if comm is not None and not isinstance(comm, MPI.Intracomm):
+        raise SpecError(f"mpitune.run: comm must be an mpi4py intracommunicator such as "
+                        f"MPI.COMM_WORLD, got {type(comm).__name__} {comm!r:.80}")
 
     def prepare():
         return check_objective(objective, "mpitune.run"), space, Settings().replace(**settings)
@@ -48,6 +54,11 @@ def run(objective: Callable, space: dict, comm: Any = None, **settings: Any):
 
 def load(path: str):
     """Load a results file as numpy columns; see :class:`mpitune.results.Results`."""
+    import os
+
     from .results import load as _load
 
-    return _load(path)
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"mpitune.load: path must be a file name (str or os.PathLike), "
+                        f"got {type(path).__name__} {path!r:.80}")
+    return _load(os.fsdecode(path))

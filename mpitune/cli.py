@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import signal
 import sys
 from typing import Optional
 
-from .errors import SpecError
+from .errors import SpecError, error_line
 from .settings import Settings, field_type
 
 USAGE_EPILOG = """\
@@ -137,12 +138,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("show", "status"):
         try:
-            return (show if argv[0] == "show" else status)(argv[1:])
+            code = (show if argv[0] == "show" else status)(argv[1:])
+            sys.stdout.flush()  # here, where a closed pipe can still be handled
+            return code
+        except BrokenPipeError:  # `show ... | head`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
         except SpecError as e:
-            sys.stderr.write(f"mpitune: error: {e}\n")
+            sys.stderr.write(error_line(e))
             return 2
         except Exception as e:  # noqa: BLE001 - StorageError and friends: one line
-            sys.stderr.write(f"mpitune: error: {e}\n")
+            sys.stderr.write(error_line(e))
             return 3
     return run_cli(argv)
 
@@ -181,7 +187,7 @@ def run_cli(argv: list[str]) -> int:
         return int(e.code or 0)
     except SpecError as e:
         if rank == 0:
-            sys.stderr.write(f"mpitune: error: {e}\n")
+            sys.stderr.write(error_line(e))
         return 2
     out = execute(prepare, bind_gpus=options.get("bind_gpus", True))
     # Python restores default handlers at exit, before mpi4py finalises MPI: a stop signal

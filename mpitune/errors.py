@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def error_line(message: object) -> str:
+    """``mpitune: error: MESSAGE`` on one line: text from elsewhere (HDF5's messages span
+    lines) has its line breaks and the blanks around them folded into one space."""
+    text = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+    return f"mpitune: error: {text}\n"
+
+
 class MpituneError(Exception):
     """A user-facing error: printed as one line, the job exits non-zero."""
 

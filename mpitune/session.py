@@ -16,7 +16,7 @@ from typing import Callable
 
 from . import protocol as P
 from . import stopsignals
-from .errors import MpituneError
+from .errors import MpituneError, error_line
 from .gpu import bind, local_worker_index
 from .settings import Settings
 
@@ -25,7 +25,7 @@ Prepare = Callable[[], "tuple[Callable, object, Settings]"]
 
 def _print_error(message: str) -> None:
     sys.stdout.flush()
-    sys.stderr.write(f"mpitune: error: {message}\n")
+    sys.stderr.write(error_line(message))
     sys.stderr.flush()
 
 

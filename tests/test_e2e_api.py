@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import numpy as np
 import pytest
-from conftest import error_lines, write_spec
+from conftest import PYTHON, error_lines, write_spec
 
 import mpitune
 
@@ -193,8 +194,30 @@ def test_show_errors(tmp_path, run):
     assert res.returncode == 3, res.describe()
     lines = error_lines(res.stderr)
     assert len(lines) == 1 and "absent.h5" in lines[0]
+    res = run(None, ["show", str(tmp_path)])  # HDF5's own message spans two lines
+    assert res.returncode == 3 and res.stderr.count("\n") == 1, res.describe()
+    assert error_lines(res.stderr) and "Is a directory" in res.stderr, res.describe()
     res = run(None, ["show"])
     assert res.returncode != 0
+
+
+def test_show_into_a_closed_pipe_ends_quietly(tmp_path, run):
+    """``show ... | head``: the reader leaves early, which is no results-file problem."""
+    spec = write_spec(tmp_path, SHOW_SPEC)
+    assert run(None, [spec, "--max-trials", 12, "--storage", "r.h5"]).returncode == 0
+    proc = subprocess.Popen([PYTHON, "-m", "mpitune", "show", "r.h5"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # nobody reads: the first write meets a closed pipe
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and err == b"", (proc.returncode, err)
+
+
+def test_api_refuses_wrong_argument_types_in_one_line():
+    for path in (None, 5):
+        with pytest.raises(TypeError, match="mpitune.load: path must be a file name"):
+            mpitune.load(path)
+    with pytest.raises(mpitune.SpecError, match="comm must be an mpi4py intracommunicator"):
+        mpitune.run(lambda params, trial: 0.0, {"x": mpitune.Real(0.0, 1.0)}, comm="world")
 
 
 def test_status_says_whether_to_continue(tmp_path, run):
