@@ -27,7 +27,9 @@ class Results:
     interrupted), ``value``, one column per parameter (user values; categorical columns
     hold the choices), one per metric (named ``metric.NAME`` if NAME is taken), ``worker``,
     ``host``, ``gpu``, ``t_start``, ``t_end``, ``duration`` and ``error``. ``curves`` holds
-    ``trial``, ``step``, ``value`` and ``time``, one row per reported point.
+    ``trial``, ``step``, ``value`` and ``time``, one row per reported point. ``active``
+    (trials x parameters, bool) says which parameters each trial had: from the NaNs of the
+    stored unit cube, so that a text choice ``""`` is told from an inactive parameter.
     """
 
     path: str
@@ -38,6 +40,7 @@ class Results:
     complete: bool
     trials: dict
     curves: dict
+    active: np.ndarray
     status: str = ""
 
     def __getitem__(self, column: str) -> np.ndarray:
@@ -60,8 +63,8 @@ class Results:
     def params(self, number: int) -> dict:
         """The parameters trial ``number`` ran with, as its objective received them
         (inactive conditional parameters left out, constants included)."""
-        out = {dim.name: _choice(dim, self.trials[dim.name][number]) for dim in self.space.dims
-               if not (dim.when and _missing(self.trials[dim.name][number]))}
+        out = {dim.name: _choice(dim, self.trials[dim.name][number])
+               for dim, active in zip(self.space.dims, self.active[number]) if active}
         out.update(self.space.constants)
         return out
 
@@ -74,11 +77,6 @@ class Results:
         counts = {s: int((self.trials["state"] == s).sum()) for s in STATES}
         shown = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
         return f"Results('{self.path}': {len(self)} trials ({shown or 'none'}))"
-
-
-def _missing(x) -> bool:
-    """Whether a column value marks an inactive conditional parameter (nan or "")."""
-    return x == "" if isinstance(x, str) else bool(np.isnan(x))
 
 
 def _choice(dim, x):
@@ -105,6 +103,8 @@ def results_from_table(path: str, meta: Meta, table: TrialTable) -> Results:
         "value": table.value.data.copy(),
     }
     trials.update(param_columns(space, table.unit.data))
+    conditional = np.array([bool(dim.when) for dim in space.dims], dtype=bool)
+    active = ~(np.isnan(table.unit.data.reshape(n, space.ndim)) & conditional)
     for name, col in table.metrics.items():
         key = name if name not in trials and name not in RESERVED_NAMES else f"metric.{name}"
         trials[key] = col.data.copy()
@@ -122,7 +122,7 @@ def results_from_table(path: str, meta: Meta, table: TrialTable) -> Results:
               "value": table.curve_value.data.copy(), "time": table.curve_time.data.copy()}
     return Results(path=path, space=space, settings=json.loads(meta.settings_json or "{}"),
                    direction=meta.direction, seed=meta.seed, complete=meta.complete,
-                   trials=trials, curves=curves)
+                   trials=trials, curves=curves, active=active)
 
 
 def load(path: str) -> Results:

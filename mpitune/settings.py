@@ -14,10 +14,26 @@ import numbers
 from typing import Any, Optional, Union
 
 from .errors import SpecError
+from .space import short_repr
+
+MAX_BATCH_SIZE = 100_000  # a larger batch would only allocate huge proposal arrays
+SEED_LIMIT = 2**63  # the results file stores the seed as an int64 attribute
 
 
 def _field(default: Any, help: str, **kw: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, **kw})
+
+
+def _plain(value: Any) -> Any:
+    """A numpy (or other) number as a plain int or float, since the settings are stored as
+    JSON; anything else unchanged."""
+    if isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
 
 
 @dataclasses.dataclass
@@ -36,10 +52,11 @@ class Settings:
     configs: Optional[list] = _field(None, "explicit configurations (dicts of parameter -> "
                                            "value) run first, as trials 0, 1, ...; a JSON "
                                            "list on the command line")
-    batch_size: Optional[int] = _field(None, "configurations the sampler proposes per call "
-                                             "(default: number of workers)")
-    seed: Optional[int] = _field(None, "random seed (default: drawn once and stored, so a "
-                                       "resumed search continues the same stream)")
+    batch_size: Optional[int] = _field(None, "configurations the sampler proposes per call, "
+                                             "at most 100000 (default: number of workers)")
+    seed: Optional[int] = _field(None, "random seed, 0 .. 2**63-1 (default: drawn once and "
+                                       "stored, so a resumed search continues the same "
+                                       "stream)")
     storage: str = _field("results.h5", "results file (HDF5); an existing one is resumed")
     flush_interval: float = _field(1.0, "seconds between fsyncs of the journal (what a node "
                                         "crash can lose at most)")
@@ -74,10 +91,15 @@ class Settings:
     warmup_steps: float = _field(0.0, "median: no trial is stopped at a step below this")
 
     def validate(self) -> Settings:
-        """Check types and ranges; raise :class:`SpecError` naming setting and value."""
+        """Check types and ranges; raise :class:`SpecError` naming setting and value.
+
+        numpy numbers are accepted and become plain int or float here."""
+        for name in FIELD_NAMES:
+            setattr(self, name, _plain(getattr(self, name)))
 
         def bad(name: str, rule: str) -> SpecError:
-            return SpecError(f"setting '{name}' is {getattr(self, name)!r}, but {rule}")
+            return SpecError(f"setting '{name}' is {short_repr(getattr(self, name))}, but "
+                             f"{rule}")
 
         def is_int(x: Any) -> bool:
             return isinstance(x, numbers.Integral) and not isinstance(x, bool)
@@ -94,10 +116,12 @@ class Settings:
         if self.trial_timeout is not None and (not is_num(self.trial_timeout)
                                                or self.trial_timeout <= 0):
             raise bad("trial_timeout", "must be a number of seconds > 0")
-        if self.batch_size is not None and (not is_int(self.batch_size) or self.batch_size < 1):
-            raise bad("batch_size", "must be an integer >= 1")
-        if self.seed is not None and (not is_int(self.seed) or self.seed < 0):
-            raise bad("seed", "must be an integer >= 0")
+        if self.batch_size is not None and (not is_int(self.batch_size)
+                                            or not 1 <= self.batch_size <= MAX_BATCH_SIZE):
+            raise bad("batch_size", f"must be an integer in 1..{MAX_BATCH_SIZE}")
+        if self.seed is not None and (not is_int(self.seed) or not 0 <= self.seed < SEED_LIMIT):
+            raise bad("seed", "must be an integer in 0..2**63-1 (the results file stores it "
+                              "as int64)")
         if not isinstance(self.storage, str) or not self.storage:
             raise bad("storage", "must be a file path")
         for name in ("flush_interval", "snapshot_interval", "progress_interval",

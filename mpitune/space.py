@@ -22,9 +22,16 @@ RESERVED_NAMES = frozenset(
 )
 
 
+# Integer values travel through float64 (the unit cube, conditional columns): beyond these
+# limits neighbouring values share one float64 unit value and would be merged or swapped.
+INT_LIMIT = 2**51
+LOG_INT_LIMIT = 2**45
+INT64 = (-2**63, 2**63 - 1)
+
+
 def _jsonable(x: Any) -> bool:
     try:
-        json.dumps(x, allow_nan=False)
+        json.dumps(x, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError):
         return False
     return True
@@ -34,13 +41,55 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
+def short_repr(x: Any) -> str:
+    """``repr(x)`` for a message, with an int too long to read as ``~1e+N`` (Python does not
+    even print one of over 4300 digits)."""
+    if isinstance(x, int) and abs(x) >= 10**20:
+        return f"{'-' if x < 0 else ''}~1e+{math.log10(abs(x)):.0f}"
+    try:
+        return repr(x)
+    except ValueError:
+        return f"<a {type(x).__name__} holding an int of over 4300 digits>"
+
+
+def _finite(x: Any) -> bool:
+    """Whether ``x`` has a finite float64 value (an int beyond ~1.8e308 has none)."""
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
+
+
+def _unstorable(choice: Any, kind: str, float_column: bool) -> str:
+    """Why a categorical ``choice`` cannot be stored exactly in a results column of ``kind``
+    (see :attr:`Categorical.column_kind`), or '' if it can."""
+    if kind == "str":
+        if "\x00" in choice:
+            return "HDF5 text ends at a NUL character"
+        try:
+            choice.encode("utf-8")
+        except UnicodeEncodeError:
+            return "it is not valid UTF-8 text (it has a lone surrogate)"
+    elif kind in ("int", "float") and float_column:
+        try:
+            exact = float(choice) == choice
+        except OverflowError:
+            exact = False
+        if not exact:
+            return ("its column is float64 (choices mixed with floats, or a conditional "
+                    "parameter), which holds every integer exactly only up to 2**53")
+    elif kind == "int" and not INT64[0] <= choice <= INT64[1]:
+        return "it does not fit in the column's int64"
+    return ""
+
+
 class Dimension:
     """Base class of one searched parameter; ``name`` is set when the space is built.
 
     ``when={"parent": value or [values]}`` makes the parameter *conditional*: it exists
     only in trials where each named parent (a Categorical listed earlier in the space) takes
-    one of the given values. Elsewhere it is inactive: not passed to the objective and
-    stored as missing."""
+    one of the given values (a list, tuple or set of at least one). Elsewhere it is
+    inactive: not passed to the objective and stored as missing."""
 
     kind = ""
     name = "?"
@@ -51,6 +100,11 @@ class Dimension:
 
     def validate(self) -> None:
         """Raise :class:`SpecError` naming the parameter if the definition is invalid."""
+
+    def check_limits(self) -> None:
+        """Raise :class:`SpecError` if a valid definition has values that the unit cube or
+        the results file cannot hold exactly. Not applied to a space read back from a
+        results file, so that files written before a limit existed still load."""
 
     def to_json(self) -> dict:
         raise NotImplementedError
@@ -92,19 +146,27 @@ class Real(Dimension):
         if not _is_number(self.low) or not _is_number(self.high):
             raise self._fail(f"Real bounds must be numbers, got low={self.low!r}, "
                              f"high={self.high!r}")
-        if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            raise self._fail(f"Real bounds must be finite, got [{self.low}, {self.high}]")
+        if not (_finite(self.low) and _finite(self.high)):
+            raise self._fail(f"Real bounds must be finite, got [{short_repr(self.low)}, "
+                             f"{short_repr(self.high)}]")
         if not self.low < self.high:
-            raise self._fail(f"low must be < high, got low={self.low}, high={self.high}")
+            raise self._fail(f"low must be < high, got low={short_repr(self.low)}, "
+                             f"high={short_repr(self.high)}")
         if not isinstance(self.log, bool):
             raise self._fail(f"log must be True or False, got {self.log!r}")
         if self.log and self.low <= 0:
             raise self._fail(f"a log scale needs low > 0, got low={self.low}")
 
+    def check_limits(self) -> None:
+        if not self.log and not math.isfinite(float(self.high) - float(self.low)):
+            raise self._fail(f"the width high - low of [{short_repr(self.low)}, "
+                             f"{short_repr(self.high)}] overflows float64 (every value "
+                             f"would come out as high); narrow the range")
+
     def check_value(self, value: Any, where: str) -> None:
         if not _is_number(value) or not self.low <= value <= self.high:
-            raise SpecError(f"{where}: '{self.name}' = {value!r} is not a number in "
-                            f"[{self.low}, {self.high}]")
+            raise SpecError(f"{where}: '{self.name}' = {short_repr(value)} is not a number "
+                            f"in [{self.low}, {self.high}]")
 
     def to_json(self) -> dict:
         return {"type": "real", "low": float(self.low), "high": float(self.high),
@@ -134,7 +196,12 @@ class Real(Dimension):
 
 class Integer(Dimension):
     """An integer parameter on ``[low, high]`` (both included), with an optional ``step``
-    or a log scale (``log=True``, then ``low >= 1`` and no step)."""
+    or a log scale (``log=True``, then ``low >= 1`` and no step).
+
+    Values map to cells of the float64 unit cube, so ``low``, ``high`` and ``step`` must be
+    within ``-2**51..2**51`` and a log scale needs ``high <= 2**45``: beyond, neighbouring
+    values share one unit value (a sampler, an explicit configuration or a resumed search
+    would get the wrong one), and float64 columns no longer hold every value exactly."""
 
     kind = "integer"
 
@@ -145,7 +212,7 @@ class Integer(Dimension):
     def validate(self) -> None:
         for label, x in (("low", self.low), ("high", self.high), ("step", self.step)):
             if not isinstance(x, numbers.Integral) or isinstance(x, bool):
-                raise self._fail(f"Integer {label} must be an int, got {x!r}")
+                raise self._fail(f"Integer {label} must be an int, got {short_repr(x)}")
         if not self.low < self.high:
             raise self._fail(f"low must be < high, got low={self.low}, high={self.high}")
         if self.step < 1:
@@ -157,17 +224,27 @@ class Integer(Dimension):
         if self.log and self.step != 1:
             raise self._fail("a log scale cannot have a step")
 
+    def check_limits(self) -> None:
+        for label, x in (("low", self.low), ("high", self.high), ("step", self.step)):
+            if abs(x) > INT_LIMIT:
+                raise self._fail(f"Integer {label} must be within -2**51..2**51 ({INT_LIMIT}) "
+                                 f"so that float64 tells neighbouring values apart, got "
+                                 f"{short_repr(x)}")
+        if self.log and self.high > LOG_INT_LIMIT:
+            raise self._fail(f"a log scale needs high <= 2**45 ({LOG_INT_LIMIT}) so that "
+                             f"float64 tells neighbouring values apart, got high={self.high}")
+
     @property
     def size(self) -> int:
         return (self.high - self.low) // self.step + 1
 
     def check_value(self, value: Any, where: str) -> None:
-        ok = _is_number(value) and float(value).is_integer() \
-            and self.low <= value <= self.high and (int(value) - self.low) % self.step == 0
+        ok = _is_number(value) and self.low <= value <= self.high \
+            and float(value).is_integer() and (int(value) - self.low) % self.step == 0
         if not ok:
             steps = f" in steps of {self.step}" if self.step != 1 else ""
-            raise SpecError(f"{where}: '{self.name}' = {value!r} is not an integer in "
-                            f"{self.low}..{self.high}{steps}")
+            raise SpecError(f"{where}: '{self.name}' = {short_repr(value)} is not an integer "
+                            f"in {self.low}..{self.high}{steps}")
 
     def to_json(self) -> dict:
         return {"type": "integer", "low": int(self.low), "high": int(self.high),
@@ -199,7 +276,14 @@ class Integer(Dimension):
 
 
 class Categorical(Dimension):
-    """One of a list of JSON-serialisable choices; the objective gets the choice itself."""
+    """One of a list of JSON-serialisable choices; the objective gets the choice itself.
+
+    Every choice must come back unchanged from the results file, whose column type is
+    :attr:`column_kind`: text choices must be valid UTF-8 without NUL characters, integer
+    choices must fit int64, or float64 exactly where the column is float64 (mixed with
+    floats, or conditional). Choices must be distinct as JSON, and in a float64 column also
+    as numbers: ``[0, 0.0, 1]`` is refused, while a JSON-text column keeps ``[0, 0.0, "a"]``
+    and ``[True, 1]`` distinct."""
 
     kind = "categorical"
 
@@ -217,9 +301,26 @@ class Categorical(Dimension):
             try:
                 encoded.append(json.dumps(c, sort_keys=True, allow_nan=False))
             except (TypeError, ValueError):
-                raise self._fail(f"choice {c!r} is not JSON-serialisable") from None
+                raise self._fail(f"choice {short_repr(c)} is not JSON-serialisable") from None
         if len(set(encoded)) != len(encoded):
             raise self._fail(f"choices must be distinct, got {self.choices!r}")
+
+    def check_limits(self) -> None:
+        kind = self.column_kind
+        float_column = kind == "float" or bool(self.when) and kind == "int"
+        for c in self.choices:
+            why = _unstorable(c, kind, float_column)
+            if why:
+                raise self._fail(f"choice {short_repr(c)} cannot be stored in the results "
+                                 f"file: {why}")
+        if kind == "float":
+            seen: dict = {}
+            for c in self.choices:
+                first = seen.setdefault(c, c)
+                if first is not c:
+                    raise self._fail(f"choices {short_repr(first)} and {short_repr(c)} are "
+                                     f"equal numbers, which the results file's float64 "
+                                     f"column cannot tell apart")
 
     @property
     def size(self) -> int:
@@ -242,7 +343,7 @@ class Categorical(Dimension):
     def check_value(self, value: Any, where: str) -> None:
         keys = {json.dumps(c, sort_keys=True) for c in self.choices}
         if not _jsonable(value) or json.dumps(value, sort_keys=True) not in keys:
-            raise SpecError(f"{where}: '{self.name}' = {value!r} is not one of "
+            raise SpecError(f"{where}: '{self.name}' = {short_repr(value)} is not one of "
                             f"{self.choices!r}")
 
     def to_json(self) -> dict:
@@ -293,10 +394,11 @@ class Space:
     """An ordered set of named dimensions plus constants.
 
     Build it from a dict ``name -> Real | Integer | Categorical | Constant | plain value``;
-    plain values are constants.
+    plain values are constants. ``check_limits=False`` skips each dimension's
+    :meth:`~Dimension.check_limits` (for spaces read back from a results file).
     """
 
-    def __init__(self, definition: dict) -> None:
+    def __init__(self, definition: dict, check_limits: bool = True) -> None:
         if isinstance(definition, Space):
             definition = {**definition.constants, **dict(zip(definition.names,
                                                              definition.dims))}
@@ -318,15 +420,17 @@ class Space:
                 dim = copy.copy(dim)  # the same object may serve under several names
                 dim.name = name
                 dim.validate()
+                if check_limits:
+                    dim.check_limits()
                 self.dims.append(dim)
             else:
                 value = dim.value if isinstance(dim, Constant) else dim
                 try:
                     json.dumps(value, allow_nan=False)
                 except (TypeError, ValueError):
-                    raise SpecError(f"parameter '{name}': {value!r} is neither a dimension "
-                                    f"(Real, Integer, Categorical) nor a JSON-serialisable "
-                                    f"constant") from None
+                    raise SpecError(f"parameter '{name}': {short_repr(value)} is neither a "
+                                    f"dimension (Real, Integer, Categorical) nor a "
+                                    f"JSON-serialisable constant") from None
                 self.constants[name] = value
         self.names = [d.name for d in self.dims]
         self._conditions = self._check_conditions()
@@ -355,9 +459,13 @@ class Space:
                     raise dim._fail(f"when names '{parent}', which is a {pdim.kind} "
                                     f"parameter; conditions need a Categorical parent")
                 keys = [json.dumps(c, sort_keys=True) for c in pdim.choices]
-                single = json.dumps(values, sort_keys=True) in keys
-                wanted = [values] if single or not isinstance(values, (list, tuple)) \
-                    else list(values)
+                single = _jsonable(values) and json.dumps(values, sort_keys=True) in keys
+                many = not single and isinstance(values, (list, tuple, set, frozenset))
+                wanted = list(values) if many else [values]
+                if many and not wanted:
+                    raise dim._fail(f"when {{'{parent}': {values!r}}} lists no value, so it "
+                                    f"would never be active; give some of {parent}'s "
+                                    f"choices {pdim.choices!r}")
                 allowed = []
                 for v in wanted:
                     k = json.dumps(v, sort_keys=True) if _jsonable(v) else None
@@ -410,7 +518,7 @@ class Space:
             kwargs = {k: v for k, v in d.items() if k not in ("type", "name")}
             definition[d["name"]] = _TYPES[d["type"]](**kwargs)
         definition.update({k: Constant(v) for k, v in data["constants"].items()})
-        return cls(definition)
+        return cls(definition, check_limits=False)  # a stored space loads as it was written
 
     def snap(self, unit):
         """Snap an ``(n, d)`` unit array column by column, see :meth:`Dimension.snap`."""

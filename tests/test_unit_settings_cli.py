@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 
 from mpitune.cli import build_parser, parse
@@ -44,6 +45,10 @@ def test_defaults_are_valid():
     ("seed", -1),
     ("seed", 1.0),
     ("seed", "42"),
+    ("seed", 2**63),
+    ("seed", 2**64),
+    ("batch_size", 100_001),
+    ("batch_size", 10**9),
     ("storage", ""),
     ("storage", None),
     ("storage", 3),
@@ -79,10 +84,37 @@ def test_validate_rejects_unknown_sampler(value):
     {"seed": 0}, {"seed": 2**40}, {"flush_interval": 0}, {"progress_interval": 0.0},
     {"sampler": "random"}, {"sampler": SobolSampler(seed=3)}, {"fsync": False},
     {"bind_gpus": False}, {"max_time": None}, {"batch_size": None}, {"seed": None},
-    {"trial_timeout": 0.5}, {"trial_timeout": None},
+    {"trial_timeout": 0.5}, {"trial_timeout": None}, {"seed": 2**63 - 1},
+    {"batch_size": 100_000},
 ])
 def test_validate_accepts_valid_values(changes):
     Settings().replace(**changes).validate()
+
+
+def test_validate_makes_numpy_numbers_plain():
+    """numpy numbers in a spec (``max_trials = np.int64(5)``) become int and float, which
+    the results file's JSON settings can hold."""
+    s = Settings(max_trials=np.int64(5), max_time=np.float32(100), batch_size=np.uint16(4),
+                 seed=np.int64(7), grace_period=np.float16(2.5), reduction_factor=np.int8(3))
+    s.validate()
+    assert json.loads(s.to_json())["max_time"] == 100.0
+    for name, kind in [("max_trials", int), ("max_time", float), ("batch_size", int),
+                       ("seed", int), ("grace_period", float), ("reduction_factor", int)]:
+        assert type(getattr(s, name)) is kind, name
+    with pytest.raises(SpecError, match="'max_trials' is -1"):
+        Settings(max_trials=np.int64(-1)).validate()
+
+
+def test_seed_too_large_for_the_file_is_refused_from_the_command_line():
+    _, options = parse(["s.py", "--seed", str(2**64)], quiet=True)
+    with pytest.raises(SpecError, match=r"'seed' is 18446744073709551616.*int64"):
+        Settings().replace(**options).validate()
+
+
+def test_huge_integer_setting_gives_a_short_message():
+    with pytest.raises(SpecError) as info:
+        Settings(seed=10**5000).validate()
+    assert "'seed'" in str(info.value) and len(str(info.value)) < 200
 
 
 def test_replace_returns_a_copy():

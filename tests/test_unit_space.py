@@ -367,3 +367,164 @@ def test_diff_constant_becoming_dimension():
     b = Space({"x": Real(0, 1), "e": Integer(1, 5)})
     text = a.diff(b)
     assert "'e'" in text and text != ""
+
+
+# ---- what the results file can store: refused when the space is built ----------------
+
+
+def stored_params(space: Space, unit) -> list[dict]:
+    """Write trials with these unit rows to a real results file, load it, return params."""
+    import tempfile
+
+    from mpitune.results import load
+    from mpitune.snapshot import Meta, write_snapshot
+    from mpitune.table import COMPLETE, TrialTable
+
+    unit = np.asarray(unit, dtype=float)
+    n = len(unit)
+    table = TrialTable(space.ndim)
+    table.apply({"k": "A", "n0": 0, "u": unit.tolist()})
+    table.apply({"k": "D", "n": list(range(n)), "s": [COMPLETE] * n, "v": [1.0] * n,
+                 "t0": [0.0] * n, "t1": [1.0] * n, "m": {}, "e": {}})
+    with tempfile.TemporaryDirectory() as d:
+        path = f"{d}/r.h5"
+        write_snapshot(path, Meta(space_json=space.to_json(), settings_json="{}", seed=1,
+                                  direction="minimize"), table)
+        r = load(path)
+    return [r.params(i) for i in range(n)]
+
+
+COND = {"p": Categorical(["on", "off"])}
+
+
+@pytest.mark.parametrize("choices, when, words", [
+    (["a", "\x00nul"], None, ["NUL", r"'\x00nul'"]),
+    (["a", "b\x00"], None, ["NUL"]),
+    (["a", "\ud800"], None, ["UTF-8", r"'\ud800'"]),
+    ([10**30, 1], None, ["int64", "~1e+30"]),
+    ([2**63, 1], None, ["int64", str(2**63)]),
+    ([2**53 + 1, 0.5], None, ["float64", str(2**53 + 1)]),
+    ([2**53 + 1, 3], {"p": "on"}, ["float64", "conditional"]),
+    ([0, 0.0, 1], None, ["equal numbers", "0 and 0.0"]),
+    ([1, 2.5, 1.0], None, ["equal numbers", "1 and 1.0"]),
+    ([0.0, -0.0], None, ["equal numbers"]),
+])
+def test_choice_the_results_file_cannot_store_is_refused(choices, when, words):
+    with pytest.raises(SpecError) as info:
+        Space({**COND, "bad_param": Categorical(choices, when=when)})
+    message = str(info.value)
+    assert "bad_param" in message and "\n" not in message
+    for word in words:
+        assert word in message, message
+
+
+@pytest.mark.parametrize("choices", [
+    [-2**63, 2**63 - 1],                     # int64 column: its whole range
+    [2**60, 0.5],                            # float64 column: exact in float64
+    ["é", "日本", "", "a b"],                 # UTF-8 text column
+    [["a\x00", "\ud800"], {"k": 10**30}],    # JSON text column escapes what text cannot hold
+    [True, 1, 0, False],                     # JSON text keeps bools and ints apart
+    [0, 0.0, "a"],                           # ... and ints and floats
+])
+def test_accepted_choices_come_back_unchanged_from_the_results_file(choices):
+    space = Space({"x": Categorical(choices)})
+    unit = (np.arange(len(choices)) + 0.5).reshape(-1, 1) / len(choices)
+    got = [p["x"] for p in stored_params(space, unit)]
+    expected = [list(c) if isinstance(c, tuple) else c for c in choices]
+    assert got == expected
+    assert [type(g) for g in got] == [type(c) for c in expected] or \
+        Categorical(choices).column_kind == "float"
+
+
+def test_conditional_empty_string_choice_is_not_taken_for_inactive():
+    """A conditional text column stores "" where the parameter is inactive; a trial that
+    chose "" must still have it (the unit cube's NaN tells inactive)."""
+    space = Space({"opt": Categorical(["sgd", "adam"]),
+                   "tag": Categorical(["", "a"], when={"opt": "sgd"}),
+                   "n": Integer(1, 3, when={"opt": "sgd"})})
+    unit = space.mask([[0.25, 0.25, 0.5], [0.25, 0.75, 0.1], [0.75, 0.25, 0.5]])
+    assert stored_params(space, unit) == [{"opt": "sgd", "tag": "", "n": 2},
+                                          {"opt": "sgd", "tag": "a", "n": 1},
+                                          {"opt": "adam"}]
+
+
+@pytest.mark.parametrize("dim, words", [
+    (Integer(0, 10**30), ["high", "2**51", "~1e+30"]),
+    (Integer(-2**63, 2**63 - 1), ["low", "2**51"]),
+    (Integer(-2**62, 2**62), ["low", "2**51"]),
+    (Integer(0, 2**51 + 1), ["high", "2**51"]),
+    (Integer(0, 10, step=2**52), ["step", "2**51"]),
+    (Integer(1, 10**400, log=True), ["high", "~1e+400"]),
+    (Integer(1, 2**45 + 1, log=True), ["log", "2**45"]),
+    (Integer(0, 10**5000), ["high", "~1e+5000"]),
+    (Real(0, 10**400), ["finite", "~1e+400"]),
+    (Real(-1e308, 1e308), ["width", "overflows"]),
+    (Real(0.0, 1.7e308, log=False), []),
+])
+def test_numeric_bounds_beyond_float64_are_refused(dim, words):
+    if not words:  # the widest finite width is fine
+        assert column(dim, [0.5])[0] == 0.85e308
+        return
+    with pytest.raises(SpecError) as info:
+        Space({"bad_param": dim})
+    message = str(info.value)
+    assert "bad_param" in message and len(message) < 300
+    for word in words:
+        assert word in message, message
+
+
+def test_a_stored_space_beyond_the_limits_still_loads():
+    """Files written before a limit existed must stay readable: the limits apply to new
+    spaces, not to the one a results file holds."""
+    dims = {"n": Integer(0, 10**16), "c": Categorical([0, 0.0, 1]), "r": Real(-1e308, 1e308)}
+    for name, dim in dims.items():
+        with pytest.raises(SpecError, match=f"parameter '{name}'"):
+            Space({name: dim})
+    stored = json.dumps({"dimensions": [dict(d.to_json(), name=k) for k, d in dims.items()],
+                         "constants": {}})
+    assert Space.from_json(stored).names == ["n", "c", "r"]
+
+
+@pytest.mark.parametrize("dim", [Integer(-2**51, 2**51), Integer(0, 2**51, step=3),
+                                 Integer(1, 2**45, log=True),
+                                 Integer(2**45 - 40, 2**45, log=True)])
+def test_integers_at_the_limits_map_to_their_own_cell_and_back(dim):
+    dim = Space({"x": dim}).dims[0]
+    k = np.concatenate([np.arange(2000), dim.size - 1 - np.arange(2000),
+                        np.random.default_rng(0).integers(0, dim.size, 20_000)])
+    values = dim.low + k[(k >= 0) & (k < dim.size)] * dim.step
+    np.testing.assert_array_equal(dim.to_user(dim.to_unit(values)), values)
+
+
+def test_real_wide_but_finite_range_stays_in_bounds():
+    values = column(Real(-1e300, 1e300), grid(100))
+    assert np.isfinite(values).all() and values.min() == -1e300 and values.max() <= 1e300
+    assert len(set(values.tolist())) == 102
+
+
+@pytest.mark.parametrize("values", [{"a", "c"}, frozenset({"a", "c"}), ("c", "a"),
+                                    ["a", "c", "a"]])
+def test_when_accepts_a_set_tuple_or_list_of_choices(values):
+    space = Space({"p": Categorical(["a", "b", "c"]), "x": Real(0, 1, when={"p": values})})
+    assert space.dims[1].when == {"p": ["a", "c"]}
+    assert json.loads(space.to_json())["dimensions"][1]["when"] == {"p": ["a", "c"]}
+    active = space.active([[0.1, 0.5], [0.5, 0.5], [0.9, 0.5]])[:, 1]
+    assert active.tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize("values, words", [
+    ([], ["lists no value", "[]"]), ((), ["lists no value"]), (set(), ["lists no value"]),
+    ({"a", "z"}, ["'z' is not one of"]), ({1: 2, "b": 3}, ["is not one of"]),
+])
+def test_when_with_no_or_unknown_values_is_refused(values, words):
+    with pytest.raises(SpecError) as info:
+        Space({"p": Categorical(["a", "b"]), "bad_param": Real(0, 1, when={"p": values})})
+    message = str(info.value)
+    assert "bad_param" in message
+    for word in words:
+        assert word in message, message
+
+
+def test_when_empty_list_is_a_value_when_it_is_a_choice():
+    space = Space({"p": Categorical([[], [1]]), "x": Real(0, 1, when={"p": []})})
+    assert space.dims[1].when == {"p": [[]]}
