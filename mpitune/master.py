@@ -280,11 +280,18 @@ class Master:
             self.inline.interrupt(len(self.signals), self.settings.grace_period)
 
     def _install_signals(self) -> dict:
-        """Handle stop signals from here on; take over those that came during start-up."""
+        """Handle stop signals from here on; take over those that came during start-up.
+        Serial mode: the inline trial is interrupted after the grace period, as on a
+        worker."""
         self.signals.extend(stopsignals.received)
         stopsignals.received.clear()
-        return stopsignals.install(self._on_signal)
+        previous = stopsignals.install(self._on_signal)
+        if self.inline is not None:
+            previous.update(self.inline.watch_interrupts())
+        return previous
 
-    @staticmethod
-    def _restore_signals(previous: dict) -> None:
-        stopsignals.restore(previous)
+    def _restore_signals(self, previous: dict) -> None:
+        if self.inline is not None:
+            self.inline.unwatch(previous)  # also cancels a pending interrupt
+        else:
+            stopsignals.restore(previous)

@@ -20,47 +20,85 @@ from .errors import TrialInterrupted, TrialPruned, TrialTimedOut
 RUNNING, COMPLETE, FAILED, PRUNED, INTERRUPTED, TIMEOUT = range(6)
 
 
+def _read_only(name: str, doc: str) -> property:
+    """A property that reads ``_<name>`` and refuses assignment: the worker records the
+    outcome under the number it handed out, whatever the objective does to its trial."""
+    def get(self: Trial) -> Any:
+        return getattr(self, "_" + name)
+
+    def refuse(self: Trial, value: Any) -> None:
+        raise AttributeError(f"trial.{name} is read-only")
+
+    return property(get, refuse, refuse, doc)
+
+
 class Trial:
     """One evaluation of the objective.
 
-    Attributes: ``number`` (unique in the results file), ``params`` (the dict passed to the
-    objective), ``rank`` and ``host`` of the worker, ``device`` (``"cuda:0"`` when a GPU was
-    bound to this worker, else ``"cpu"``), ``gpu`` (the bound GPU's id as the node names
-    it, or None) and ``checkpoint_dir`` (a directory of this trial's own).
+    Attributes (read-only): ``number`` (unique in the results file), ``params`` (the dict
+    passed to the objective), ``rank`` and ``host`` of the worker, ``device`` (``"cuda:0"``
+    when a GPU was bound to this worker, else ``"cpu"``), ``gpu`` (the bound GPU's id as
+    the node names it, or None) and ``checkpoint_dir`` (a directory of this trial's own).
     """
 
-    __slots__ = ("number", "params", "rank", "host", "device", "gpu", "_link", "_pruned")
+    __slots__ = ("_number", "_params", "_rank", "_host", "_device", "_gpu", "_link",
+                 "_pruned", "_thread", "_running")
+
+    number = _read_only("number", "the trial's number, unique in the results file (its row)")
+    params = _read_only("params", "the dict passed to the objective")
+    rank = _read_only("rank", "the MPI rank of the worker running the trial")
+    host = _read_only("host", "the host name of the worker running the trial")
+    device = _read_only("device", '"cuda:0" when a GPU was bound to this worker, else "cpu"')
+    gpu = _read_only("gpu", "the bound GPU's id as the node names it, or None")
 
     def __init__(self, number: int, params: dict, link: Any, rank: int, host: str,
                  device: str, gpu: str | None) -> None:
-        self.number, self.params, self._link = number, params, link
-        self.rank, self.host, self.device, self.gpu = rank, host, device, gpu
+        self._number, self._params, self._link = number, params, link
+        self._rank, self._host, self._device, self._gpu = rank, host, device, gpu
         self._pruned = False
+        self._thread: int | None = threading.get_ident()  # may report; None once ended
+        self._running = False  # True while run_trial runs the objective: it may be stopped
+
+    def _check_caller(self, method: str) -> None:
+        """Only the thread that runs the objective may talk to rank 0, and only while the
+        trial runs: MPI calls from two threads at once garble messages, and a trial that
+        has ended has nobody left to hear it."""
+        if self._thread is None:
+            raise RuntimeError(f"trial.{method}: trial {self._number} has ended")
+        if threading.get_ident() != self._thread:
+            raise RuntimeError(f"trial.{method} must be called from the thread that runs "
+                               f"the objective, not from {threading.current_thread().name}")
 
     def report(self, step: float, value: float) -> None:
         """Record one learning-curve point (e.g. epoch, validation loss).
 
         Returns at once: the point travels to rank 0 in the background. Raises
-        :class:`mpitune.TrialPruned` when rank 0 has decided to stop this trial.
+        :class:`mpitune.TrialPruned` when rank 0 has decided to stop this trial, and
+        RuntimeError when called from another thread than the objective's (report from
+        there, e.g. after joining a training thread) or after the trial has ended.
         """
+        self._check_caller("report")
         if not isinstance(step, numbers.Real) or isinstance(step, bool):
-            raise TypeError(f"trial.report: step must be a number, got {step!r}")
+            raise TypeError(f"trial.report: step must be a number, got {_short(step)}")
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise TypeError(f"trial.report: value must be a number, got {value!r}") from None
+            raise TypeError(f"trial.report: value must be a number, got {_short(value)}"
+                            ) from None
         step = float(step)
         if not math.isfinite(step):
             raise ValueError(f"trial.report: step must be finite, got {step!r}")
-        self._link.report(self.number, step, value)
-        if self._link.should_stop(self.number):
+        self._link.report(self._number, step, value)
+        if self._link.should_stop(self._number):
             self._pruned = True
-            raise TrialPruned(f"trial {self.number} pruned at step {step:g}")
+            raise TrialPruned(f"trial {self._number} pruned at step {step:g}")
 
     def should_stop(self) -> bool:
         """True when rank 0 has decided to stop this trial (for objectives that prefer to
-        check rather than catch :class:`mpitune.TrialPruned`)."""
-        stop = self._link.should_stop(self.number)
+        check rather than catch :class:`mpitune.TrialPruned`). Like :meth:`report`, only
+        from the objective's thread while the trial runs (else RuntimeError)."""
+        self._check_caller("should_stop")
+        stop = self._link.should_stop(self._number)
         self._pruned = self._pruned or stop
         return stop
 
@@ -70,10 +108,11 @@ class Trial:
         created on first use. A trial that was running when a job died runs again with the
         same number, so an objective that saves its state here can resume its training
         instead of starting over. mpitune never deletes it."""
-        return self._link.checkpoint_dir(self.number)
+        return self._link.checkpoint_dir(self._number)
 
     def __repr__(self) -> str:
-        return f"Trial(number={self.number}, params={self.params!r}, device={self.device!r})"
+        return f"Trial(number={self._number}, params={_short(self._params)}, " \
+               f"device={self._device!r})"
 
 
 class Outcomes:
@@ -127,21 +166,64 @@ def clean_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return text
 
 
+def _text(x: Any, convert: Callable[[Any], str] = str) -> str:
+    """``str(x)`` (or ``convert(x)``), or a stand-in naming the type when that raises: the
+    objective's objects must not break the error message about them."""
+    try:
+        return convert(x)
+    except (TrialInterrupted, TrialTimedOut):  # a stop or the time limit, not the object
+        raise
+    except BaseException as e:  # noqa: BLE001 - any __str__/__repr__ of user code
+        return f"<{type(x).__name__} object; {convert.__name__}() raised {type(e).__name__}>"
+
+
 def _short(x: Any, limit: int = 200) -> str:
-    text = repr(x)
+    text = _text(x, repr)
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def _reason(e: BaseException, limit: int = 200) -> str:
+    """``Type: message`` of an exception on one bounded line."""
+    text = " ".join(f"{type(e).__name__}: {_text(e)}".split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _describe(e: BaseException) -> str:
+    """``Type: message`` and the traceback, whatever the exception's ``__str__`` does."""
+    try:
+        trace = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    except BaseException as f:  # noqa: BLE001 - formatting must not lose the trial
+        trace = f"(no traceback: formatting it raised {type(f).__name__})\n"
+    return f"{type(e).__name__}: {_text(e)}\n{trace}"
 
 
 class BadReturn(Exception):
     """The objective returned something that is not a value."""
 
 
-def _as_value(out: Any) -> tuple[float, dict[str, float]]:
-    """Split an objective's return value into the objective value and extra metrics."""
+def _key_list(d: dict, limit: int = 20) -> str:
+    """The keys of ``d`` for a message: sorted as text (keys of mixed types do not compare),
+    at most ``limit`` of them."""
+    keys = sorted(_short(k, 50) for k in d)
+    more = f", ... ({len(keys)} keys)" if len(keys) > limit else ""
+    return f"[{', '.join(keys[:limit])}{more}]"
+
+
+def _number(x: Any, what: str) -> float:
+    """``float(x)``; whatever that raises (OverflowError for a huge int, RuntimeError for a
+    tensor of many elements, ...) becomes a :class:`BadReturn` saying what and why."""
+    try:
+        return float(x)
+    except Exception as e:  # noqa: BLE001 - user types may raise anything
+        raise BadReturn(f"objective returned {what}{_short(x)} of type {type(x).__name__}, "
+                        f"which is not a number ({_reason(e)})") from None
+
+
+def _read_value(out: Any) -> tuple[float, dict[str, float]]:
     if isinstance(out, dict):
         if "value" not in out:
             raise BadReturn(f"objective returned a dict without a 'value' key: "
-                            f"{sorted(out)!r}")
+                            f"{_key_list(out)}")
         metrics = {}
         for name, x in out.items():
             if name == "value":
@@ -149,24 +231,28 @@ def _as_value(out: Any) -> tuple[float, dict[str, float]]:
             if not isinstance(name, str) or not name.isidentifier():
                 raise BadReturn(f"objective returned a metric named {_short(name)}; metric names "
                                 f"must be identifier-like strings")
-            try:
-                metrics[name] = float(x)
-            except (TypeError, ValueError):
-                raise BadReturn(f"objective returned metric '{name}' = {_short(x)}, which is not "
-                                f"a number") from None
+            metrics[name] = _number(x, f"metric '{name}' = ")
         out = out["value"]
     else:
         metrics = {}
     if isinstance(out, (str, bytes)) or out is None:
         raise BadReturn(f"objective returned {_short(out)}, not a number")
-    try:
-        value = float(out)
-    except (TypeError, ValueError):
-        raise BadReturn(f"objective returned {_short(out)} of type {type(out).__name__}, not a "
-                        f"number") from None
+    value = _number(out, "")
     if not math.isfinite(value):
         raise BadReturn(f"objective returned {value}, not a finite number")
     return value, metrics
+
+
+def _as_value(out: Any) -> tuple[float, dict[str, float]]:
+    """Split an objective's return value into the objective value and extra metrics;
+    :class:`BadReturn` for anything else, also when reading the value raises."""
+    try:
+        return _read_value(out)
+    except BadReturn:
+        raise
+    except Exception as e:  # noqa: BLE001 - e.g. a dict subclass whose items() raises
+        raise BadReturn(f"objective returned {_short(out)} of type {type(out).__name__}, "
+                        f"which could not be read ({_reason(e)})") from None
 
 
 @contextlib.contextmanager
@@ -196,34 +282,39 @@ def time_limit(seconds: float | None):
 def run_trial(objective: Callable, trial: Trial, outcomes: Outcomes, where: str,
               timeout: float | None = None) -> int:
     """Call the objective for ``trial`` and add its outcome to ``outcomes``; return the
-    state code. Every exception of the objective becomes a failed trial with its traceback
-    (headed by ``where``: rank and host); :class:`TrialInterrupted` gives state
-    ``interrupted``, and running past ``timeout`` seconds (if given) state ``timeout``."""
+    state code. Every exception of the objective, or of reading what it returned, becomes
+    a failed trial with its error text (headed by ``where``: rank and host);
+    :class:`TrialInterrupted` gives state ``interrupted``, and running past ``timeout``
+    seconds (if given) state ``timeout``. ``trial._running`` is True exactly while a stop
+    may raise in here (see Worker.in_trial); the trial ends with this call."""
     t0 = time.time()
+    number = trial.number
     value, metrics, error = math.nan, {}, None
     try:
-        with time_limit(timeout):
-            out = objective(trial.params, trial)
+        try:
+            trial._thread, trial._running = threading.get_ident(), True
+            with time_limit(timeout):
+                result = _as_value(objective(trial.params, trial))
+        finally:
+            trial._thread, trial._running = None, False
+    except BadReturn as e:
+        state = PRUNED if trial._pruned else FAILED
+        if state == FAILED:
+            error = f"{where}, trial {number}: {e}"
     except TrialPruned:
         state = PRUNED
     except TrialInterrupted:
         state = INTERRUPTED
     except TrialTimedOut as e:
         state = TIMEOUT
-        error = f"{where}, trial {trial.number}: {e}"
+        error = f"{where}, trial {number}: {e}"
     except BaseException as e:  # noqa: BLE001 - SystemExit/KeyboardInterrupt from user code
         state = FAILED
-        error = (f"{where}, trial {trial.number}: {type(e).__name__}: {e}\n"
-                 + "".join(traceback.format_exception(type(e), e, e.__traceback__)))
+        error = f"{where}, trial {number}: {_describe(e)}"
     else:
-        try:
-            value, metrics = _as_value(out)
-            state = PRUNED if trial._pruned else COMPLETE
-        except BadReturn as e:
-            state = PRUNED if trial._pruned else FAILED
-            if state == FAILED:
-                error = f"{where}, trial {trial.number}: {e}"
-    outcomes.numbers.append(trial.number)
+        value, metrics = result
+        state = PRUNED if trial._pruned else COMPLETE
+    outcomes.numbers.append(number)
     outcomes.states.append(state)
     outcomes.values.append(value)
     outcomes.t_start.append(t0)
@@ -232,8 +323,8 @@ def run_trial(objective: Callable, trial: Trial, outcomes: Outcomes, where: str,
         column = outcomes.metrics.get(name)
         if column is None:
             column = outcomes.metrics[name] = ([], [])
-        column[0].append(trial.number)
+        column[0].append(number)
         column[1].append(x)
     if error is not None:
-        outcomes.errors[trial.number] = clean_text(error)
+        outcomes.errors[number] = clean_text(error)
     return state

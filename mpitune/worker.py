@@ -47,9 +47,10 @@ class Worker:
         self._rungs_passed: dict[int, int] = {}
         self._signals = 0
         self._interrupter: threading.Timer | None = None
+        self._watching = False  # SIGUSR2 is ours: the grace timer may interrupt a trial
         self.stop: str | None = None
         self.interrupt_at = float("inf")  # running trial is interrupted at a report after it
-        self.in_trial = False
+        self.current: Trial | None = None  # the trial being run
         self.done = False
         self.last_send = self.last_report = time.monotonic()
 
@@ -70,17 +71,44 @@ class Worker:
             while self.channel.sending:  # let the last results leave before MPI finalises
                 backoff.pause()
         finally:
-            if self._interrupter is not None:
-                self._interrupter.cancel()
-            stopsignals.restore(previous)
+            self.unwatch(previous)
 
     # ---- stop signals reach every rank: a trial that never reports is still stopped ----
     def _watch_signals(self) -> dict:
         if threading.current_thread() is not threading.main_thread():
             return {}
         previous = stopsignals.install(self._on_stop_signal)
-        previous[signal.SIGUSR2] = signal.signal(signal.SIGUSR2, self._on_interrupt)
+        previous.update(self.watch_interrupts())
         return previous
+
+    def watch_interrupts(self) -> dict:
+        """Let the grace timer interrupt the running trial (SIGUSR2 to this thread, see
+        :meth:`_arm_interrupter`); return the previous handler. Main thread only: elsewhere
+        a stop reaches the trial at its next report."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        self._watching = True
+        return {signal.SIGUSR2: signal.signal(signal.SIGUSR2, self._on_interrupt)}
+
+    def unwatch(self, previous: dict) -> None:
+        """Cancel a pending interrupt, then restore the handlers in ``previous``; the join
+        makes sure a SIGUSR2 already sent meets our handler, not the fatal default."""
+        if self._interrupter is not None:
+            self._interrupter.cancel()
+            self._interrupter.join()
+        self._watching = False
+        stopsignals.restore(previous)
+
+    def _arm_interrupter(self, delay: float) -> None:
+        """Interrupt the running trial in ``delay`` seconds, whether it reports or not."""
+        if not self._watching:
+            return
+        if self._interrupter is not None:
+            self._interrupter.cancel()
+        self._interrupter = threading.Timer(delay, signal.pthread_kill,
+                                            (threading.main_thread().ident, signal.SIGUSR2))
+        self._interrupter.daemon = True
+        self._interrupter.start()
 
     def _on_stop_signal(self, signum, frame) -> None:
         """Rank 0 got the same signal and stops the search; if the running trial neither
@@ -89,18 +117,18 @@ class Worker:
         self._signals += 1
         if self.stop is None:
             self.stop = P.STOP_DRAIN
-        delay = self.grace if self._signals == 1 else 0.0
-        if self._interrupter is not None:
-            self._interrupter.cancel()
-        self._interrupter = threading.Timer(delay, signal.pthread_kill,
-                                            (threading.main_thread().ident, signal.SIGUSR2))
-        self._interrupter.daemon = True
-        self._interrupter.start()
+        self._arm_interrupter(self.grace if self._signals == 1 else 0.0)
 
     def _on_interrupt(self, signum, frame) -> None:
         if self.in_trial:
             self.interrupt_at = 0.0
             raise TrialInterrupted("interrupted: the search was stopped by a signal")
+
+    @property
+    def in_trial(self) -> bool:
+        """True while the objective runs (or its return value is read): only then may a
+        stop raise TrialInterrupted, never while the outcome is being recorded."""
+        return self.current is not None and self.current._running
 
     def step(self) -> bool:
         """One turn of the loop: read messages, run at most one trial. True if busy."""
@@ -138,13 +166,13 @@ class Worker:
     def _run(self, number: int, row: tuple) -> None:
         params = dict(self.constants)
         params.update(row if isinstance(row, dict) else zip(self.names, row))
-        trial = Trial(number, params, self, self.rank, self.host, self.binding.device,
-                      self.binding.gpu)
-        self.in_trial = True
+        self.current = Trial(number, params, self, self.rank, self.host, self.binding.device,
+                             self.binding.gpu)
         try:
-            run_trial(self.objective, trial, self.outcomes, self.where, self.trial_timeout)
+            run_trial(self.objective, self.current, self.outcomes, self.where,
+                      self.trial_timeout)
         finally:
-            self.in_trial = False
+            self.current = None
         self.decisions.clear()  # decisions only ever concern the trial that just ended
         self._rungs_passed.clear()
 
@@ -194,9 +222,11 @@ class Worker:
 
     def interrupt(self, count: int, grace: float) -> None:
         """Serial mode's signal handler: the first signal lets the running trial finish
-        within ``grace``; a second interrupts it at once, reports or not."""
+        within ``grace``, then interrupts it as under MPI (reports or not, when
+        :meth:`watch_interrupts` was called); a second interrupts it at once."""
         if count == 1:
             self.interrupt_at = min(self.interrupt_at, time.monotonic() + grace)
+            self._arm_interrupter(grace)
         elif self.in_trial:
             self.interrupt_at = 0.0
             raise TrialInterrupted("interrupted by a second signal")

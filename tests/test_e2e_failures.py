@@ -133,3 +133,118 @@ def test_all_trials_failing_still_completes(tmp_path, run):
     show = run(None, ["show", path])
     assert show.returncode == 0, show.describe()
     assert "30 failed" in show.stdout and "RuntimeError: always" in show.stdout
+
+
+UNREADABLE_SPEC = '''
+from mpitune import Real
+
+space = {"x": Real(0.0, 1.0)}
+MODES = ["bigint", "bigmetric", "floatraises", "metricfloatraises", "mixedkeys", "badrepr",
+         "badstr", "ok"]
+
+
+class FloatRaises:
+    """Like a torch tensor of many elements: float() raises RuntimeError."""
+
+    def __float__(self):
+        raise RuntimeError("no scalar")
+
+
+class BadRepr:
+    def __repr__(self):
+        raise RuntimeError("repr fails")
+
+
+class BadStr(Exception):
+    def __str__(self):
+        raise RuntimeError("str fails")
+
+
+def objective(params, trial):
+    mode = MODES[trial.number % len(MODES)]
+    if mode == "badstr":
+        raise BadStr()
+    return {"bigint": 10**400, "bigmetric": {"value": 1.0, "m": 10**400},
+            "floatraises": FloatRaises(), "metricfloatraises": {"value": 1.0, "m": FloatRaises()},
+            "mixedkeys": {1: 2.0, "a": 3.0}, "badrepr": BadRepr(), "ok": params["x"]}[mode]
+'''
+
+UNREADABLE = {"bigint": "OverflowError", "bigmetric": "metric 'm'",
+              "floatraises": "RuntimeError: no scalar", "metricfloatraises": "metric 'm'",
+              "mixedkeys": "without a 'value' key", "badrepr": "of type BadRepr",
+              "badstr": "BadStr: <BadStr object; str() raised RuntimeError>"}
+
+
+@pytest.mark.parametrize("ranks", [None, 3])
+def test_return_values_that_raise_when_read_are_failed_trials(tmp_path, run, ranks):
+    """float() overflowing or raising, keys that do not sort, repr() or str() raising:
+    failed trials with a message, never a crashed worker or a trial left running."""
+    spec = write_spec(tmp_path, UNREADABLE_SPEC)
+    path = str(tmp_path / "unreadable.h5")
+    n = len(UNREADABLE) + 1
+    res = run(ranks, [spec, "--max-trials", n, "--storage", path, "--progress-interval", 0])
+    assert res.returncode == 0, res.describe()
+    assert "internal error" not in res.stderr, res.describe()
+    r = mpitune.load(path)
+    assert r.complete and len(r) == n
+    for i, (mode, fragment) in enumerate(UNREADABLE.items()):
+        assert r["state"][i] == "failed", (mode, r["state"][i], r["error"][i])
+        assert fragment in r["error"][i], (mode, r["error"][i])
+    assert r["state"][n - 1] == "complete"
+
+
+TRIAL_MISUSE_SPEC = '''
+import threading
+from mpitune import Real
+
+space = {"x": Real(0.0, 1.0)}
+MODES = ["number", "negnumber", "thread", "ok"]
+
+
+def objective(params, trial):
+    mode = MODES[trial.number % len(MODES)]
+    if mode == "number":
+        trial.number = 10**6
+    if mode == "negnumber":
+        trial.number = -1
+    thread_errors = []
+    if mode == "thread":  # reports from a second thread while the objective's thread does
+        def report_in_thread():
+            for step in range(200):
+                try:
+                    trial.report(step, 0.5)
+                except RuntimeError as e:
+                    thread_errors.append(str(e))
+
+        thread = threading.Thread(target=report_in_thread)
+        thread.start()
+        for step in range(10):
+            trial.report(step / 10, params["x"])  # below the first rung: no verdict to wait for
+        thread.join()
+    return {"value": params["x"], "thread_errors": len(thread_errors)}
+'''
+
+
+def test_objective_cannot_renumber_its_trial_or_report_from_a_thread(tmp_path, run):
+    """Assigning trial.number fails that trial (recorded under its own number); reports
+    from another thread raise RuntimeError there and never reach MPI."""
+    spec = write_spec(tmp_path, TRIAL_MISUSE_SPEC)
+    path = str(tmp_path / "misuse.h5")
+    res = run(3, [spec, "--max-trials", 12, "--storage", path, "--pruner", "asha",
+                  "--progress-interval", 0], timeout=40)
+    assert res.returncode == 0, res.describe()
+    r = mpitune.load(path)
+    assert r.complete and len(r) == 12
+    np.testing.assert_array_equal(r["number"], np.arange(12))
+    for i in range(12):
+        mode = ["number", "negnumber", "thread", "ok"][i % 4]
+        if mode.endswith("number"):
+            assert r["state"][i] == "failed", (i, r["error"][i])
+            assert "trial.number is read-only" in r["error"][i], r["error"][i]
+            assert f"trial {i}:" in r["error"][i].splitlines()[0]
+        else:
+            assert r["state"][i] == "complete", (i, r["error"][i])
+            assert r["thread_errors"][i] == (200 if mode == "thread" else 0)
+    curve_trials = set(r.curves["trial"].tolist())
+    assert curve_trials == {i for i in range(12) if i % 4 == 2}  # the main thread's points
+    assert set(r.curves["step"].tolist()) == {s / 10 for s in range(10)}

@@ -230,3 +230,61 @@ def test_max_time_stops_with_75_then_resumes(tmp_path, run):
     before = check_stopped_file(path, 100000, "time limit")
     assert (before["state"] == "complete").sum() > 0
     finish(run, spec, path, len(before) + 12, before, ranks=3)
+
+
+SLEEPER = '''
+import os
+import time
+from mpitune import Integer, Real
+
+space = {"x": Real(0.0, 1.0), "k": Integer(1, 9)}
+
+
+def objective(params, trial):
+    if os.environ.get("E2E_SLEEP") and trial.number == 1:
+        open("started", "w").close()
+        while True:  # never reports, never returns
+            time.sleep(1)
+    return params["x"] + params["k"]
+'''
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGUSR1"])
+def test_serial_signal_interrupts_a_trial_that_never_reports(tmp_path, start, run, signame):
+    """Serial mode, as a worker under MPI: a trial still running when the grace period is
+    over is interrupted, stored as interrupted, exit 75, and a rerun runs it again."""
+    spec = write_spec(tmp_path, SLEEPER)
+    path = str(tmp_path / "sleeper.h5")
+    job = start(None, [spec, "--max-trials", 3, "--storage", path, "--grace-period", 1,
+                       "--progress-interval", 0], env={"E2E_SLEEP": "1"})
+    wait_for(lambda: (tmp_path / "started").exists() or not job.running(),
+             what="trial 1 to start")
+    assert job.running(), job.wait().describe()
+    job.send(getattr(signal, signame))
+    t0 = time.monotonic()
+    res = job.wait(timeout=15)
+    took = time.monotonic() - t0
+    assert res.returncode == 75, res.describe()
+    assert took < 5, f"a 1 s grace period took {took:.1f} s"
+    before = check_stopped_file(path, 3, f"stopped by {signame}")
+    assert before["state"][0] == "complete" and before["state"][1] == "interrupted"
+    if signame == "SIGTERM":
+        finish(run, spec, path, 3, before, ranks=None)
+
+
+def test_serial_second_signal_interrupts_at_once(tmp_path, start):
+    spec = write_spec(tmp_path, SLEEPER)
+    path = str(tmp_path / "twice.h5")
+    job = start(None, [spec, "--max-trials", 3, "--storage", path, "--grace-period", 60,
+                       "--progress-interval", 0], env={"E2E_SLEEP": "1"})
+    wait_for(lambda: (tmp_path / "started").exists() or not job.running(),
+             what="trial 1 to start")
+    t0 = time.monotonic()
+    job.send(signal.SIGTERM)
+    time.sleep(0.3)
+    job.send(signal.SIGTERM)
+    res = job.wait(timeout=15)
+    assert res.returncode == 75, res.describe()
+    assert time.monotonic() - t0 < 5
+    r = check_stopped_file(path, 3, "stopped by SIGTERM")
+    assert r["state"][1] == "interrupted"

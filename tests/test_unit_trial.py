@@ -328,3 +328,116 @@ def test_take_curve():
     curve = out.take_curve()
     assert curve[:3] == ([1], [2.0], [3.0])
     assert out.take_curve() == ([], [], [], [])
+
+
+# ---- return values and errors that break when read -----------------------------------
+
+
+class FloatRaises:
+    """Like a torch tensor with many elements: float() raises RuntimeError."""
+
+    def __float__(self):
+        raise RuntimeError("a Tensor with 4 elements cannot be converted to Scalar")
+
+
+class ReprRaises:
+    def __repr__(self):
+        raise RuntimeError("repr fails")
+
+    __str__ = __repr__
+
+
+class ItemsRaise(dict):
+    def items(self):
+        raise RuntimeError("items fails")
+
+
+@pytest.mark.parametrize("ret, fragments", [
+    (10**400, ["of type int", "OverflowError"]),
+    (10**5000, ["of type int", "OverflowError"]),  # its repr() raises ValueError too
+    ({"value": 1.0, "m": 10**400}, ["metric 'm'", "OverflowError"]),
+    (FloatRaises(), ["of type FloatRaises", "RuntimeError: a Tensor with 4 elements"]),
+    ({"value": 1.0, "m": FloatRaises()}, ["metric 'm'", "RuntimeError"]),
+    ({1: 2.0, "a": 3.0}, ["without a 'value' key", "1", "'a'"]),
+    (ReprRaises(), ["of type ReprRaises", "repr() raised RuntimeError"]),
+    ({"value": ReprRaises()}, ["of type ReprRaises"]),
+    (ItemsRaise(value=1.0, m=2.0), ["of type ItemsRaise", "RuntimeError: items fails"]),
+], ids=["bigint", "hugeint", "bigmetric", "floatraises", "metricfloatraises", "mixedkeys",
+        "badrepr", "badreprvalue", "itemsraise"])
+def test_return_values_that_raise_when_read_fail_the_trial(ret, fragments):
+    error = failed_with(lambda p, t: ret, *fragments)
+    assert "\n" not in error and len(error) < 1000
+
+
+def test_many_keys_without_value_keep_the_error_short():
+    error = failed_with(lambda p, t: {f"m{i}": 1.0 for i in range(5000)}, "5000 keys")
+    assert len(error) < 1000
+
+
+def test_exception_whose_str_raises_fails_the_trial():
+    class BadStr(Exception):
+        def __str__(self):
+            raise RuntimeError("str fails")
+
+    def objective(params, trial):
+        raise BadStr()
+
+    error = failed_with(objective, "BadStr", "str() raised RuntimeError", "Traceback")
+    assert error.splitlines()[0].startswith(f"{WHERE}, trial 7: BadStr: ")
+
+
+# ---- the trial's identity is read-only; reports only from the objective's thread ---------
+
+
+@pytest.mark.parametrize("name", ["number", "params", "rank", "host", "device", "gpu"])
+def test_identity_attributes_are_read_only(name):
+    trial = make_trial()
+    with pytest.raises(AttributeError, match=f"trial.{name} is read-only"):
+        setattr(trial, name, 10**6)
+    assert (trial.number, trial.rank, trial.host) == (7, 3, "node-z")
+
+
+def test_outcome_is_recorded_under_the_number_handed_out():
+    def objective(params, trial):
+        trial.number = -1
+
+    error = failed_with(objective, "AttributeError", "trial.number is read-only")
+    assert "trial 7" in error
+
+
+def test_report_from_another_thread_raises_and_sends_nothing():
+    import threading
+
+    link = Link()
+    raised: list[BaseException] = []
+
+    def objective(params, trial):
+        def in_thread():
+            for call in (lambda: trial.report(1, 0.5), trial.should_stop):
+                try:
+                    call()
+                except BaseException as e:  # noqa: BLE001 - what the thread got
+                    raised.append(e)
+
+        thread = threading.Thread(target=in_thread)
+        thread.start()
+        thread.join()
+        trial.report(2, 0.25)  # the objective's own thread still may
+        return 1.0
+
+    state, out = run(objective, link)
+    assert state == COMPLETE
+    assert [type(e) for e in raised] == [RuntimeError, RuntimeError]
+    assert all("thread that runs the objective" in str(e) for e in raised)
+    assert link.points == [(7, 2.0, 0.25)]
+
+
+def test_report_after_the_trial_ended_raises():
+    link = Link()
+    trial = make_trial(link)
+    run_trial(lambda p, t: 1.0, trial, Outcomes(), WHERE)
+    with pytest.raises(RuntimeError, match="trial 7 has ended"):
+        trial.report(1, 0.5)
+    with pytest.raises(RuntimeError, match="trial 7 has ended"):
+        trial.should_stop()
+    assert link.points == []
