@@ -80,7 +80,18 @@ def _unstorable(choice: Any, kind: str, float_column: bool) -> str:
                     "parameter), which holds every integer exactly only up to 2**53")
     elif kind == "int" and not INT64[0] <= choice <= INT64[1]:
         return "it does not fit in the column's int64"
+    elif kind == "json" and _non_text_keys(choice):
+        return "JSON keeps dict keys as text only, so it would come back with other keys"
     return ""
+
+
+def _non_text_keys(x: Any) -> bool:
+    """Whether a dict inside ``x`` (at any depth) has a key that is not a str."""
+    if isinstance(x, dict):
+        return any(not isinstance(k, str) or _non_text_keys(v) for k, v in x.items())
+    if isinstance(x, (list, tuple)):
+        return any(_non_text_keys(v) for v in x)
+    return False
 
 
 class Dimension:

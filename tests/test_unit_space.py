@@ -408,6 +408,8 @@ COND = {"p": Categorical(["on", "off"])}
     ([0, 0.0, 1], None, ["equal numbers", "0 and 0.0"]),
     ([1, 2.5, 1.0], None, ["equal numbers", "1 and 1.0"]),
     ([0.0, -0.0], None, ["equal numbers"]),
+    ([{1: "a"}, {"b": 2}], None, ["dict keys as text", "{1: 'a'}"]),
+    ([[{"k": {2: 0}}], "x"], None, ["dict keys as text"]),
 ])
 def test_choice_the_results_file_cannot_store_is_refused(choices, when, words):
     with pytest.raises(SpecError) as info:
