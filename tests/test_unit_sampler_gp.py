@@ -19,6 +19,8 @@ from mpitune.samplers._gp import (
     log_h,
     matern52,
     warp,
+    yeo_johnson,
+    yeo_johnson_power,
 )
 from mpitune.space import Categorical, Integer, Real, Space
 
@@ -237,6 +239,21 @@ def test_log_ei_gradient_matches_finite_differences():
         step[:, c] += eps
         np.testing.assert_allclose(grad[:, c], (gp.log_ei(step, -1.0) - value) / eps,
                                    rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("draw", ["normal", "lognormal", "negative_pareto", "ties"])
+def test_yeo_johnson_matches_scipy(draw):
+    """Our transform and power fit are scipy's (without its per-call overhead)."""
+    rng = np.random.default_rng(3)
+    y = {"normal": rng.normal(size=80), "lognormal": rng.lognormal(sigma=2.0, size=80),
+         "negative_pareto": -rng.pareto(1.5, size=80),
+         "ties": np.repeat([0.0, 1.0, 50.0], [40, 30, 10])}[draw]
+    y = (y - y.mean()) / y.std()
+    power = yeo_johnson_power(y)
+    assert power == pytest.approx(stats.yeojohnson_normmax(y), abs=1e-6)
+    for p in (power, 0.0, 1.0, 2.0, -1.5):
+        np.testing.assert_allclose(yeo_johnson(y, p), stats.yeojohnson(y, lmbda=p),
+                                   rtol=1e-12, atol=1e-12)
 
 
 def test_warp_tames_heavy_tails_and_keeps_the_order():

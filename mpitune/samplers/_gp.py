@@ -287,13 +287,53 @@ def warp(y: np.ndarray, power: Optional[float] = None) -> tuple[np.ndarray, floa
     used (fitted by maximum likelihood when ``power`` is None). Heavy-tailed losses (a
     valley among huge walls, like Rosenbrock's) become near-Gaussian, which the GP models
     far better; well-behaved ones are left almost unchanged."""
-    from scipy import stats
     y = _standardise(y)
     if np.ptp(y) == 0:
         return y, 1.0
     if power is None:
-        power = float(stats.yeojohnson_normmax(y))
-    return _standardise(stats.yeojohnson(y, lmbda=power)), power
+        power = yeo_johnson_power(y)
+    return _standardise(yeo_johnson(y, power)), power
+
+
+def yeo_johnson(y: np.ndarray, power: float) -> np.ndarray:
+    """The Yeo-Johnson transform (as ``scipy.stats.yeojohnson`` with ``lmbda``). Ours
+    because scipy's per-call argument wrappers cost more than the arithmetic on a hundred
+    losses: with them the power fit was ~15 % of the GP's time per suggestion."""
+    out = np.empty_like(y)
+    pos = y >= 0
+    up, down = np.log1p(y[pos]), np.log1p(-y[~pos])
+    out[pos] = up if abs(power) < 1e-12 else np.expm1(power * up) / power
+    other = 2.0 - power
+    out[~pos] = -down if abs(other) < 1e-12 else -np.expm1(other * down) / other
+    return out
+
+
+def yeo_johnson_power(y: np.ndarray) -> float:
+    """The power that maximises the Gaussian log-likelihood of ``yeo_johnson(y, power)``
+    (as ``scipy.stats.yeojohnson_normmax``), searched where the transform of values up to
+    20 times the largest seen stays within half of float64's exponent range."""
+    from scipy import optimize
+
+    n = len(y)
+    log_jacobian = float(np.sum(np.sign(y) * np.log1p(np.abs(y))))
+
+    def negative_log_likelihood(power: float) -> float:
+        with np.errstate(over="ignore", invalid="ignore"):
+            var = float(np.var(yeo_johnson(y, power)))
+        if not (var > 0 and math.isfinite(var)):
+            return math.inf
+        return 0.5 * n * math.log(var) - (power - 1.0) * log_jacobian
+
+    info = np.finfo(np.float64)
+    log_eps = math.log(info.eps)
+    span = math.log1p(20.0 * float(np.max(np.abs(y))))
+    low = (math.log(info.tiny) - log_eps) / 2.0 / span
+    high = (math.log(info.max) + log_eps) / 2.0 / span
+    if np.all(y < 0):
+        low, high = 2.0 - high, 2.0 - low
+    elif np.any(y < 0):
+        low, high = max(2.0 - high, low), min(2.0 - low, high)
+    return float(optimize.fminbound(negative_log_likelihood, low, high, xtol=1.48e-8))
 
 
 class GPSampler(Sampler):
