@@ -249,17 +249,24 @@ def objective(params, trial):
 '''
 
 
-@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGUSR1"])
-def test_serial_signal_interrupts_a_trial_that_never_reports(tmp_path, start, run, signame):
-    """Serial mode, as a worker under MPI: a trial still running when the grace period is
-    over is interrupted, stored as interrupted, exit 75, and a rerun runs it again."""
+def _start_sleeper(tmp_path, start, grace: float):
+    """A serial search whose trial 1 sleeps forever; returns (spec, path, job) once that
+    trial runs."""
     spec = write_spec(tmp_path, SLEEPER)
     path = str(tmp_path / "sleeper.h5")
-    job = start(None, [spec, "--max-trials", 3, "--storage", path, "--grace-period", 1,
+    job = start(None, [spec, "--max-trials", 3, "--storage", path, "--grace-period", grace,
                        "--progress-interval", 0], env={"E2E_SLEEP": "1"})
     wait_for(lambda: (tmp_path / "started").exists() or not job.running(),
              what="trial 1 to start")
     assert job.running(), job.wait().describe()
+    return spec, path, job
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGUSR1"])
+def test_serial_signal_interrupts_a_trial_that_never_reports(tmp_path, start, run, signame):
+    """Serial mode, as a worker under MPI: a trial still running when the grace period is
+    over is interrupted, stored as interrupted, exit 75, and a rerun runs it again."""
+    spec, path, job = _start_sleeper(tmp_path, start, grace=1)
     job.send(getattr(signal, signame))
     t0 = time.monotonic()
     res = job.wait(timeout=15)
@@ -273,12 +280,7 @@ def test_serial_signal_interrupts_a_trial_that_never_reports(tmp_path, start, ru
 
 
 def test_serial_second_signal_interrupts_at_once(tmp_path, start):
-    spec = write_spec(tmp_path, SLEEPER)
-    path = str(tmp_path / "twice.h5")
-    job = start(None, [spec, "--max-trials", 3, "--storage", path, "--grace-period", 60,
-                       "--progress-interval", 0], env={"E2E_SLEEP": "1"})
-    wait_for(lambda: (tmp_path / "started").exists() or not job.running(),
-             what="trial 1 to start")
+    _, path, job = _start_sleeper(tmp_path, start, grace=60)
     t0 = time.monotonic()
     job.send(signal.SIGTERM)
     time.sleep(0.3)
