@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -81,6 +82,14 @@ def parse(argv: list[str], quiet: bool = False) -> tuple[str, dict]:
     return spec, {k: v for k, v in args.items() if v is not None}
 
 
+def count(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 def show(argv: list[str]) -> int:
     """Print a summary of a results file: counts, the best trials, the slowest failures."""
     import numpy as np
@@ -91,7 +100,7 @@ def show(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m mpitune show",
                                      description="Summarise a results file.")
     parser.add_argument("path")
-    parser.add_argument("--top", type=int, default=10, help="best trials to list")
+    parser.add_argument("--top", type=count, default=10, help="best trials to list")
     args = parser.parse_args(argv)
     r = load(args.path)
     print(repr(r))
@@ -136,6 +145,9 @@ def status(argv: list[str]) -> int:
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    for stream in (sys.stdout, sys.stderr):  # parameter names need not fit the locale
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     if argv and argv[0] in ("show", "status"):
         try:
             code = (show if argv[0] == "show" else status)(argv[1:])

@@ -236,7 +236,8 @@ class Master:
         d = self.mean_duration
         if d is None:
             return 1
-        ahead = min(MAX_CHUNK, max(1, math.ceil(self.settings.queue_ahead / max(d, 1e-7))))
+        ratio = self.settings.queue_ahead / max(d, 1e-7)  # may be inf: queue_ahead is free
+        ahead = MAX_CHUNK if ratio >= MAX_CHUNK else max(1, math.ceil(ratio))
         return ahead + (1 if d < SLOW_TRIAL else 0)
 
     def _feed(self) -> None:

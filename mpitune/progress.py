@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -14,10 +15,19 @@ MAX_FAILURE_LINES = 5
 
 
 def log(message: str, stream=None) -> None:
-    """Write one whole line at once (mpiexec interleaves partial lines of several ranks)."""
+    """Write one whole line at once (mpiexec interleaves partial lines of several ranks).
+
+    A log line never stops a search: characters the stream cannot encode are escaped,
+    and once the reader has gone (``| head``) the log goes to /dev/null."""
     stream = stream or sys.stdout
-    stream.write(f"[mpitune {time.strftime('%H:%M:%S')}] {message}\n")
-    stream.flush()
+    line = f"[mpitune {time.strftime('%H:%M:%S')}] {message}\n"
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    line = line.encode(encoding, "backslashreplace").decode(encoding, "replace")
+    try:
+        stream.write(line)
+        stream.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def format_params(params: dict) -> str:

@@ -158,6 +158,7 @@ def _open(prepare_result, n_workers: int, n_ranks: int):
     settings.validate()
     configs = configs_to_unit(space, settings.configs or [])
     make_sampler(settings.sampler).bind(space, 0, budget=settings.max_trials)  # may refuse
+    make_pruner(settings)  # likewise, before the file is touched
     store = Store.open(settings, space, n_ranks)
     sampler = make_sampler(settings.sampler)
     sampler.bind(space, store.meta.seed, budget=settings.max_trials)

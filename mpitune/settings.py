@@ -18,6 +18,8 @@ from .space import short_repr
 
 MAX_BATCH_SIZE = 100_000  # a larger batch would only allocate huge proposal arrays
 SEED_LIMIT = 2**63  # the results file stores the seed as an int64 attribute
+MAX_TIMEOUT = 1e9  # seconds: setitimer refuses values not far above
+MAX_RUNGS = 64  # of a pruner's ladder between min_resource and max_resource
 
 
 def _field(default: Any, help: str, **kw: Any) -> Any:
@@ -87,7 +89,7 @@ class Settings:
                                                  "unknown, rungs without end)")
     reduction_factor: int = _field(3, "asha/hyperband/bohb: rungs at min_resource * "
                                       "reduction_factor**k; the best 1/reduction_factor of "
-                                      "each rung go on")
+                                      "each rung go on (2..1000)")
     warmup_steps: float = _field(0.0, "median: no trial is stopped at a step below this")
 
     def validate(self) -> Settings:
@@ -116,6 +118,9 @@ class Settings:
         if self.trial_timeout is not None and (not is_num(self.trial_timeout)
                                                or self.trial_timeout <= 0):
             raise bad("trial_timeout", "must be a number of seconds > 0")
+        if self.trial_timeout is not None and self.trial_timeout > MAX_TIMEOUT:
+            raise bad("trial_timeout", f"must be at most {MAX_TIMEOUT:.0e} seconds (the "
+                                       f"timer's range); leave it unset for no limit")
         if self.batch_size is not None and (not is_int(self.batch_size)
                                             or not 1 <= self.batch_size <= MAX_BATCH_SIZE):
             raise bad("batch_size", f"must be an integer in 1..{MAX_BATCH_SIZE}")
@@ -154,8 +159,15 @@ class Settings:
         if self.pruner in ("hyperband", "bohb") and self.max_resource is None:
             raise bad("max_resource", f"pruner '{self.pruner}' needs it: set it to the last "
                                       f"step a full trial reports")
-        if not is_int(self.reduction_factor) or self.reduction_factor < 2:
-            raise bad("reduction_factor", "must be an integer >= 2")
+        if not is_int(self.reduction_factor) or not 2 <= self.reduction_factor <= 1000:
+            raise bad("reduction_factor", "must be an integer in 2..1000")
+        if self.max_resource is not None:
+            ratio = self.max_resource / self.min_resource
+            if not math.isfinite(ratio) or math.log(ratio) > MAX_RUNGS * math.log(
+                    self.reduction_factor):
+                raise bad("max_resource", f"over min_resource ({self.min_resource:g}) gives "
+                                          f"more than {MAX_RUNGS} rungs at reduction_factor "
+                                          f"{self.reduction_factor}")
         if not is_num(self.warmup_steps) or self.warmup_steps < 0:
             raise bad("warmup_steps", "must be a number >= 0")
 

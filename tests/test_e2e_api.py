@@ -212,6 +212,49 @@ def test_show_into_a_closed_pipe_ends_quietly(tmp_path, run):
     assert proc.returncode == 1 and err == b"", (proc.returncode, err)
 
 
+UNICODE_SPEC = """
+from mpitune import Real
+
+space = {"λ": Real(0.0, 1.0), "é": Real(0.0, 1.0)}
+
+
+def objective(params, trial):
+    return params["λ"] + params["é"]
+"""
+
+
+def test_log_lines_never_stop_a_search(tmp_path, run):
+    """Parameter names the locale cannot print are escaped, not fatal; a reader that goes
+    away (``| head -1``) leaves the search running to the end, not killed by a traceback."""
+    spec = write_spec(tmp_path, UNICODE_SPEC)
+    res = run(None, [spec, "--max-trials", 6, "--storage", "u.h5"],
+              env={"PYTHONIOENCODING": "ascii"})
+    assert res.returncode == 0 and "\\u03bb=" in res.stdout, res.describe()
+    show = run(None, ["show", "u.h5"], env={"PYTHONIOENCODING": "ascii"})
+    assert show.returncode == 0 and "\\xe9=" in show.stdout, show.describe()
+    proc = subprocess.Popen([PYTHON, "-m", "mpitune", spec, "--max-trials", "30",
+                             "--storage", "closed.h5", "--progress-interval", "0.01"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    r = mpitune.load(str(tmp_path / "closed.h5"))
+    assert r.complete and len(r) == 30
+    top = run(None, ["show", "u.h5", "--top", "-1"])
+    assert top.returncode == 2 and "--top" in top.stderr, top.describe()
+
+
+def test_extreme_but_valid_settings_run(tmp_path, run):
+    """Accepted settings at their limits run to the end (queue_ahead 1e308 once made rank 0
+    overflow computing the queue length, after the results file was opened)."""
+    spec = write_spec(tmp_path, UNICODE_SPEC)
+    res = run(None, [spec, "--max-trials", 8, "--storage", "x.h5", "--queue-ahead", "1e308",
+                     "--trial-timeout", "1e9", "--pruner", "asha", "--reduction-factor",
+                     1000])
+    assert res.returncode == 0, res.describe()
+    assert mpitune.load(str(tmp_path / "x.h5")).complete
+
+
 def test_api_refuses_wrong_argument_types_in_one_line():
     for path in (None, 5):
         with pytest.raises(TypeError, match="mpitune.load: path must be a file name"):

@@ -146,6 +146,17 @@ def test_rung_resources():
         rung_resources(1, 3, None)
 
 
+@pytest.mark.parametrize("make", [lambda: ASHAPruner(1, 3, None),
+                                  lambda: ASHAPruner(1, 1000, None),
+                                  lambda: HyperbandPruner(1, 3, 81)])
+def test_steps_near_the_float_limit_find_no_rung_there(make):
+    """A finite step of 1.7e308 (3**646 overflows a float) used to crash rank 0."""
+    curves = [([1, 2, 1.7e308], [float(i), float(i), float(i)]) for i in range(6)]
+    feed(make(), curves)
+    assert rung_resources(1, 3, None, up_to=1.7e308)[-1] < 1.7e308
+    assert rung_resources(1, 1000, None, up_to=1.7e308).size == 103  # 1e306, not 1e309
+
+
 def test_rung_values_take_the_first_step_at_or_past_each_rung():
     steps = [0, 2, 5, 10, 11]
     values = [9.0, 8.0, 7.0, 6.0, 5.0]
@@ -356,8 +367,8 @@ def test_make_pruner_from_settings():
     ({"max_resource": 0.5}, "max_resource", "must be None (unknown) or a number >= "
                                             "min_resource (1)"),
     ({"pruner": "hyperband"}, "max_resource", "pruner 'hyperband' needs it"),
-    ({"reduction_factor": 1}, "reduction_factor", "must be an integer >= 2"),
-    ({"reduction_factor": 2.5}, "reduction_factor", "must be an integer >= 2"),
+    ({"reduction_factor": 1}, "reduction_factor", "must be an integer in 2..1000"),
+    ({"reduction_factor": 2.5}, "reduction_factor", "must be an integer in 2..1000"),
     ({"warmup_steps": -1}, "warmup_steps", "must be a number >= 0"),
 ])
 def test_settings_validate_pruner_settings(changes, name, rule):

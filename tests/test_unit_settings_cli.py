@@ -63,6 +63,9 @@ def test_defaults_are_valid():
     ("bind_gpus", "yes"),
     ("fsync", 0),
     ("fsync", None),
+    ("trial_timeout", 1e10),  # past the timer's range: every trial would fail
+    ("reduction_factor", 1001),
+    ("max_resource", 1e300),  # more than MAX_RUNGS rungs above min_resource 1
 ])
 def test_validate_rejects_with_the_setting_name(name, value):
     s = Settings().replace(**{name: value})
@@ -85,7 +88,8 @@ def test_validate_rejects_unknown_sampler(value):
     {"sampler": "random"}, {"sampler": SobolSampler(seed=3)}, {"fsync": False},
     {"bind_gpus": False}, {"max_time": None}, {"batch_size": None}, {"seed": None},
     {"trial_timeout": 0.5}, {"trial_timeout": None}, {"seed": 2**63 - 1},
-    {"batch_size": 100_000},
+    {"batch_size": 100_000}, {"trial_timeout": 1e9}, {"reduction_factor": 1000},
+    {"max_resource": 3.0**64}, {"queue_ahead": 1e308},
 ])
 def test_validate_accepts_valid_values(changes):
     Settings().replace(**changes).validate()

@@ -34,6 +34,15 @@ def is_rung(resource: float, max_resource: Optional[float]) -> bool:
     return max_resource is None or resource < max_resource * (1.0 - _TOL)
 
 
+def rung_resource(min_resource: float, reduction_factor: float, k: int) -> float:
+    """``min_resource * reduction_factor**k``, or inf past the float range (a step of
+    1e308 must find no rung there, not crash rank 0)."""
+    try:
+        return float(min_resource) * float(reduction_factor) ** k
+    except OverflowError:
+        return math.inf
+
+
 def rung_resources(min_resource: float, reduction_factor: float,
                    max_resource: Optional[float], up_to: Optional[float] = None) -> np.ndarray:
     """The rungs' resources, ascending: those below ``max_resource``; when it is None,
@@ -43,8 +52,9 @@ def rung_resources(min_resource: float, reduction_factor: float,
     out = []
     k = 0
     while True:
-        r = min_resource * reduction_factor ** k
-        if not is_rung(r, max_resource) or (up_to is not None and not reached(up_to, r)):
+        r = rung_resource(min_resource, reduction_factor, k)
+        if r == math.inf or not is_rung(r, max_resource) \
+                or (up_to is not None and not reached(up_to, r)):
             break
         out.append(r)
         k += 1
@@ -104,8 +114,8 @@ def _ladder_steps(ladders: Sequence[Ladder], most: int = 64) -> list[float]:
     steps = set()
     for lad in ladders:
         for k in range(most):
-            r = lad.min_resource * lad.reduction_factor ** k
-            if not is_rung(r, lad.max_resource):
+            r = rung_resource(lad.min_resource, lad.reduction_factor, k)
+            if r == math.inf or not is_rung(r, lad.max_resource):
                 break
             steps.add(r)
     return sorted(steps)
@@ -127,8 +137,8 @@ class Ladder:
     def resource(self, k: int) -> Optional[float]:
         """Rung k's resource, or None past the last rung."""
         while len(self.resources) <= k:
-            r = self.min_resource * self.reduction_factor ** len(self.resources)
-            if not is_rung(r, self.max_resource):
+            r = rung_resource(self.min_resource, self.reduction_factor, len(self.resources))
+            if r == math.inf or not is_rung(r, self.max_resource):
                 return None
             self.resources.append(r)
             self.rungs.append([])
