@@ -21,11 +21,11 @@ COND = Space({"c": Categorical(["x", "y"]), "n": Integer(1, 4, when={"c": "x"})}
     (CONT, GP_MAX_TRIALS + 1, "cmaes"),
     (CONT, None, "cmaes"),
     (Space({"a": Real(0, 1), "c": Categorical(["x", "y"])}), 5000, "tpe"),
-    (COND, 5000, "tpe"),
+    (COND, 4, "gp"),
     (SMALL_DISCRETE, 12, "grid"),
     (SMALL_DISCRETE, 100, "grid"),
     (SMALL_DISCRETE, 11, "gp"),
-    (COND, 100, "gp"),  # conditional: not a plain grid
+    (COND, 5, "grid"),  # 4 values of n for c == x, and c == y: 5 configurations
     (Space({f"x{i}": Real(0, 1) for i in range(40)}), 200, "cmaes"),
     (Space({f"x{i}": Real(0, 1) for i in range(40)} | {"c": Categorical([1, 2])}), 200,
      "tpe"),
@@ -38,7 +38,28 @@ def test_choice(space, budget, name):
 
 def test_grid_size():
     assert grid_size(SMALL_DISCRETE) == 12
-    assert grid_size(CONT) is None and grid_size(COND) is None
+    assert grid_size(CONT) is None
+    assert grid_size(COND) == 5  # an inactive n does not multiply the configurations
+    nested = Space({"o": Categorical(["a", "b"]), "p": Categorical([1, 2, 3], when={"o": "a"}),
+                    "k": Integer(1, 4, when={"p": [1, 2]}), "j": Integer(0, 1)})
+    assert grid_size(nested) == ((2 * 4 + 1) + 1) * 2
+
+
+def test_auto_switching_to_grid_on_resume_runs_the_rest_of_the_grid_once():
+    """10 distinct trials ran under another sampler: the grid auto now picks proposes the
+    20 other configurations, in an order that depends on the history only."""
+    space = Space({"a": Integer(0, 5), "c": Categorical(["p", "q", "r", "s", "t"])})
+    auto = AutoSampler()
+    auto.bind(space, 2, 40)
+    assert repr(auto).startswith("auto: grid (") and auto.capacity() == 30
+    rng = np.random.default_rng(1)
+    ran = np.unique(space.snap(rng.random((40, 2))), axis=0)[:10]
+    h = History(space, x=ran[:8], loss=np.zeros(8), state=np.ones(8, np.uint8),
+                pending=ran[8:], n_total=10)
+    rest = auto.suggest(20, h)
+    every = {tuple(r) for r in space.rows(np.vstack([ran, rest]))}
+    assert len(every) == 30
+    np.testing.assert_array_equal(rest, auto.suggest(20, h))
 
 
 @pytest.mark.parametrize("space, budget", [(CONT, 50), (CONT, 5000), (SMALL_DISCRETE, 20)])

@@ -18,10 +18,13 @@ SMALL = Space({"n": Integer(1, 3), "c": Categorical(["a", "b", {"k": [1]}, 4]),
 SMALL_N = 3 * 4 * 2
 
 
-def history(space: Space, n_total: int) -> History:
+def history(space: Space, n_total: int, x=None, pending=None) -> History:
+    """A real History: ``x`` finished rows (all complete), ``pending`` running ones."""
     d = space.ndim
-    return History(space, x=np.empty((0, d)), loss=np.empty(0),
-                   state=np.empty(0, dtype=np.uint8), pending=np.empty((0, d)), n_total=n_total)
+    x = np.empty((0, d)) if x is None else np.asarray(x, dtype=float)
+    pending = np.empty((0, d)) if pending is None else np.asarray(pending, dtype=float)
+    return History(space, x=x, loss=np.zeros(len(x)), state=np.ones(len(x), dtype=np.uint8),
+                   pending=pending, n_total=n_total)
 
 
 def grid(space: Space = SMALL, seed: int = 1, **kwargs) -> GridSampler:
@@ -61,7 +64,8 @@ def test_first_n_points_are_every_combination_once(shuffle):
 def test_past_capacity_it_cycles(shuffle):
     s = grid(shuffle=shuffle)
     first = s.suggest(SMALL_N, history(SMALL, 0))
-    np.testing.assert_array_equal(s.suggest(10, history(SMALL, SMALL_N + 3)), first[3:13])
+    used = history(SMALL, SMALL_N, x=first[:-3], pending=first[-3:])
+    np.testing.assert_array_equal(s.suggest(10, used), first[:10])
 
 
 def test_shape_dtype_range_and_cell_centres():
@@ -77,8 +81,9 @@ def test_deterministic_resume_and_seeds():
     assert not np.array_equal(a, grid(seed=6).suggest(SMALL_N, history(SMALL, 0)))
     kept, total = grid(seed=5), 0
     for size in (1, 4, 2, 9, 8):
-        got = kept.suggest(size, history(SMALL, total))
-        np.testing.assert_array_equal(got, grid(seed=5).suggest(size, history(SMALL, total)))
+        h = history(SMALL, total, x=a[:total // 2], pending=a[total // 2: total])
+        got = kept.suggest(size, h)
+        np.testing.assert_array_equal(got, grid(seed=5).suggest(size, h))
         np.testing.assert_array_equal(got, a[total: total + size])
         total += size
 
@@ -168,14 +173,15 @@ def test_huge_grid_without_memory(per_dim, dims):
     space = Space({f"p{i}": Integer(1, per_dim) for i in range(dims)})
     tracemalloc.start()
     s = grid(space, seed=9)
-    points = s.suggest(200, history(space, 10**11))
+    before = s.suggest(50, history(space, 0))
+    points = s.suggest(200, history(space, 50, x=before))
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 2_000_000
     assert s.capacity() == per_dim**dims
     assert points.shape == (200, dims) and np.all((points >= 0) & (points < 1))
     assert len(np.unique(points, axis=0)) == 200
-    combos = s.combinations(10**11, 200)
+    combos = s.combinations(50, 200)
     digits = np.array(space.rows(points)) - 1
     expected = [int("".join(map(str, row))) for row in digits]  # base-10 digits
     assert [int(c) for c in combos] == expected
@@ -187,3 +193,76 @@ def test_without_dimensions_and_repr():
     assert s.capacity() == 1 and s.suggest(3, history(space, 0)).shape == (3, 0)
     assert repr(GridSampler(levels=3, seed=2)) == (
         "GridSampler(values={}, levels=3, seed=2, shuffle=True)")
+
+
+def test_resume_after_other_trials_runs_each_configuration_once():
+    """Trials of another sampler (some repeated, one failed, some running) come first:
+    the grid proposes exactly the configurations they did not hold, each once, and the
+    same history gives the same points."""
+    space = Space({"a": Integer(0, 5), "c": Categorical(["p", "q", "r", "s", "t"])})
+    s = grid(space, seed=2)
+    rng = np.random.default_rng(4)
+    ran = space.snap(rng.random((12, 2)))  # not snapped exactly as stored: snap() is done
+    ran = np.vstack([ran, ran[:3], rng.random((2, 2))])  # repeats and raw unit values
+    done = {tuple(r) for r in space.rows(ran)}
+    h = History(space, x=ran[:-4], loss=np.r_[np.zeros(len(ran) - 5), np.nan],
+                state=np.r_[np.ones(len(ran) - 5), 2].astype(np.uint8), pending=ran[-4:],
+                n_total=len(ran))
+    assert s.remaining(h) == 30 - len(done)
+    rest = s.suggest(30 - len(done), h)
+    rows = {tuple(r) for r in space.rows(rest)}
+    assert len(rows) == len(rest) and not rows & done and len(rows | done) == 30
+    np.testing.assert_array_equal(rest, grid(space, seed=2).suggest(len(rest), h))
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_explicit_real_values_and_foreign_reals_in_the_history(shuffle):
+    """A grid Real value in the history counts as run; another sampler's real does not."""
+    s = grid(SMALL, shuffle=shuffle)
+    first = s.suggest(5, history(SMALL, 0))
+    foreign = first[:1].copy()
+    foreign[:, 2] = 0.3  # lr off the grid's two levels
+    h = history(SMALL, 6, x=np.vstack([first, foreign]))
+    assert s.remaining(h) == SMALL_N - 5
+    np.testing.assert_array_equal(s.suggest(SMALL_N - 5, h),
+                                  s.suggest(SMALL_N, history(SMALL, 0))[5:])
+
+
+COND2 = Space({"o": Categorical(["a", "b"]), "m": Real(0.0, 1.0, when={"o": "a"}),
+               "k": Integer(1, 3, when={"o": "b"})})
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_conditional_space_enumerates_active_configurations_once(shuffle):
+    s = grid(COND2, levels=5, shuffle=shuffle)
+    assert s.capacity() == 5 + 3
+    points = s.suggest(8, history(COND2, 0))
+    np.testing.assert_array_equal(COND2.mask(points), points)  # nan where inactive
+    rows = [tuple(sorted(r.items())) for r in COND2.rows(points)]
+    assert len(set(rows)) == 8
+    assert sorted(r for r in rows if r[1] == ("o", "b")) == [
+        (("k", k), ("o", "b")) for k in (1, 2, 3)]
+    np.testing.assert_array_equal(s.suggest(3, history(COND2, 8, x=points)), points[:3])
+
+
+def test_nested_conditions_count_each_active_configuration():
+    space = Space({"o": Categorical(["a", "b"]), "p": Categorical([1, 2, 3], when={"o": "a"}),
+                   "k": Integer(1, 4, when={"p": [1, 2]}), "j": Integer(0, 1)})
+    s = grid(space)
+    n = s.capacity()
+    assert n == ((2 * 4 + 1) + 1) * 2
+    rows = [tuple(sorted(r.items())) for r in space.rows(s.suggest(n, history(space, 0)))]
+    assert len(set(rows)) == n
+
+
+def test_a_grid_far_past_float_range_works_with_python_ints():
+    """400 parameters of 10 values: 10**400 combinations, no float overflow."""
+    space = Space({f"i{j}": Integer(0, 9) for j in range(400)})
+    s = grid(space, seed=1)
+    assert s.capacity() == 10**400
+    first = s.suggest(5, history(space, 0))
+    more = s.suggest(5, history(space, 5, x=first[:3], pending=first[3:]))
+    both = np.vstack([first, more])
+    assert len(np.unique(both, axis=0)) == 10
+    assert [int(c) for c in s.combinations(0, 10)] == [
+        int("".join(map(str, row))) for row in space.rows(both)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
@@ -15,10 +14,19 @@ GP_MAX_DIMS = 30
 
 
 def grid_size(space) -> Optional[int]:
-    """Number of distinct configurations of a space without real parameters, else None."""
-    if any(isinstance(d, Real) or d.when for d in space.dims):
+    """Number of distinct configurations of a space without real parameters (an inactive
+    conditional parameter does not multiply them, as in GridSampler), else None."""
+    from ..errors import SpecError
+    from ._grid import GridSampler
+
+    if any(isinstance(d, Real) for d in space.dims):
         return None
-    return math.prod(d.size for d in space.dims)
+    grid = GridSampler()
+    try:
+        grid.bind(space, 0)
+    except SpecError:  # too many combinations of the conditions' parents
+        return None
+    return grid.capacity()
 
 
 def choose(space, budget: Optional[int]) -> tuple[str, str]:
@@ -69,6 +77,11 @@ class AutoSampler(Sampler):
 
     def capacity(self) -> Optional[int]:
         return None if self.choice is None else self.choice.capacity()
+
+    def remaining(self, history: History) -> Optional[int]:
+        """For a grid: how many of its configurations the history does not hold yet."""
+        remaining = getattr(self.choice, "remaining", None)
+        return None if remaining is None else remaining(history)
 
     def suggest(self, n: int, history: History) -> np.ndarray:
         return self.choice.suggest(n, history)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import numbers
@@ -10,6 +11,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import SpecError
+from ..space import Real
 from ._base import History, Sampler
 
 _BELOW_ONE = float(np.nextafter(1.0, 0.0))
@@ -38,6 +40,129 @@ def _units(dim, values: list) -> np.ndarray:
     return np.minimum(dim.to_unit(values), _BELOW_ONE)
 
 
+def _rows(a: Optional[np.ndarray], d: int) -> np.ndarray:
+    """``a`` as (m, d) rows; none for a history that does not hold the array."""
+    return np.empty((0, d)) if a is None else np.reshape(a, (-1, d))
+
+
+MAX_BLOCKS = 100_000  # combinations of the values of condition parents a grid may have
+_INT64_SAFE = 2**31  # below this, products of two combination numbers fit in int64
+
+
+def _ints(values: list, size: int) -> np.ndarray:
+    """Combination numbers as an array: int64 where they fit, else Python ints."""
+    return np.array(values, dtype=np.int64 if size < 2**63 else object)
+
+
+class _Blocks:
+    """The distinct active configurations of a grid, numbered ``0 .. size - 1``.
+
+    The parents of conditions split the grid into blocks, one per combination of the
+    parents' active values (parents in order, last fastest; an inactive parent is nan). In
+    a block the other active parameters take every combination of their values, last
+    parameter fastest; inactive parameters are nan and do not multiply the grid. Without
+    conditions there is one block, and numbering is lexicographic, last parameter fastest.
+    """
+
+    def __init__(self, space, units: list) -> None:
+        self.space, self.units = space, units
+        d = space.ndim
+        self.parents = sorted({space.names.index(p) for dim in space.dims if dim.when
+                               for p in dim.when})
+        others = [j for j in range(d) if j not in set(self.parents)]
+        self.keys: dict[tuple, int] = {}
+        self.fixed: list[np.ndarray] = []
+        self.free: list[list[int]] = []
+        self.strides: list[list[int]] = []
+        self.offsets: list[int] = []
+        self.size = 0
+
+        def add(row: np.ndarray, key: tuple) -> None:
+            active = space.active(row[None, :])[0]
+            free = [j for j in others if active[j]]
+            strides, size = [], 1
+            for j in reversed(free):
+                strides.insert(0, size)
+                size *= len(units[j])
+            self.keys[key] = len(self.fixed)
+            self.fixed.append(row)
+            self.free.append(free)
+            self.strides.append(strides)
+            self.offsets.append(self.size)
+            self.size += size
+            if len(self.fixed) > MAX_BLOCKS:
+                raise SpecError(f"GridSampler: the conditions' parents "
+                                f"({', '.join(space.names[p] for p in self.parents)}) have "
+                                f"more than {MAX_BLOCKS} combinations of values; give fewer "
+                                f"values with values={{...}} or use another sampler")
+
+        def walk(k: int, row: np.ndarray, key: tuple) -> None:
+            if k == len(self.parents):
+                add(row, key)
+                return
+            j = self.parents[k]
+            if not space.active(row[None, :])[0, j]:
+                walk(k + 1, row, key + (-1,))
+                return
+            for i, u in enumerate(units[j]):
+                child = row.copy()
+                child[j] = u
+                walk(k + 1, child, key + (i,))
+
+        walk(0, np.full(d, np.nan), ())
+
+    def rows(self, combos: np.ndarray) -> np.ndarray:
+        """The unit rows of combination numbers (nan where a parameter is inactive)."""
+        out = np.empty((len(combos), self.space.ndim))
+        if len(self.offsets) == 1:
+            which = np.zeros(len(combos), dtype=np.int64)
+        else:
+            which = np.array([bisect.bisect_right(self.offsets, c) - 1 for c in combos],
+                             dtype=np.int64)
+        for b in np.unique(which):
+            at = np.flatnonzero(which == b)
+            rest = combos[at] - self.offsets[b]
+            out[at] = self.fixed[b]
+            for j, stride in zip(self.free[b], self.strides[b]):
+                digit = ((rest // stride) % len(self.units[j])).astype(np.int64)
+                out[at, j] = self.units[j][digit]
+        return out
+
+    def numbers(self, x: np.ndarray) -> np.ndarray:
+        """The combination numbers of unit rows (any sampler's: integers and choices are
+        snapped to their cell), -1 for rows that are no configuration of the grid."""
+        x = np.asarray(x, dtype=float).reshape(-1, self.space.ndim)
+        digits = np.full(x.shape, -1, dtype=np.int64)  # -1: nan; -2: not a grid value
+        for j, dim in enumerate(self.space.dims):
+            ok = ~np.isnan(x[:, j])
+            if not ok.any():
+                continue
+            u = x[ok, j] if isinstance(dim, Real) else dim.snap(x[ok, j])
+            order = np.argsort(self.units[j], kind="stable")
+            grid = self.units[j][order]
+            at = np.minimum(np.searchsorted(grid, u), len(grid) - 1)
+            digits[ok, j] = np.where(grid[at] == u, order[at], -2)
+        out = _ints([-1] * len(x), self.size)
+        if len(self.parents):
+            keys, group = np.unique(digits[:, self.parents], axis=0, return_inverse=True)
+            group = np.asarray(group).reshape(-1)
+        else:
+            keys, group = np.empty((1, 0), dtype=np.int64), np.zeros(len(x), dtype=np.int64)
+        for g, key in enumerate(keys):
+            b = self.keys.get(tuple(int(k) for k in key))
+            if b is None:
+                continue
+            at = np.flatnonzero(group == g)
+            free = digits[np.ix_(at, self.free[b])]
+            good = (free >= 0).all(axis=1)
+            at, free = at[good], free[good]
+            number = _ints([self.offsets[b]] * len(at), self.size)
+            for col, stride in enumerate(self.strides[b]):
+                number = number + free[:, col].astype(number.dtype) * stride
+            out[at] = number
+        return out
+
+
 class GridSampler(Sampler):
     """Every combination of the parameters' values, each exactly once.
 
@@ -46,15 +171,19 @@ class GridSampler(Sampler):
     (geometrically spaced on a log scale), and ``values={"name": [...]}`` gives the values
     of some parameters explicitly (checked against the dimension when bound).
 
-    Point ``i`` of the search (``history.n_total`` counts them) is combination ``π(i)``,
-    where combinations are numbered lexicographically, last parameter fastest. With
-    ``shuffle=True``, ``π(i) = (a·i + b) mod N``, ``gcd(a, N) = 1``: a bijection that needs
-    no memory however large the grid. ``a`` is the integer coprime to ``N`` nearest to
-    ``N`` times the golden ratio's fractional part (or its complement, drawn from the seed),
-    which spreads a partial grid over the space like a Weyl sequence; ``b`` is drawn from
-    the seed. Without shuffle ``π`` is the identity. :meth:`capacity` is ``N``: the search
-    stops when the grid is used up; asked for points past ``N`` the sampler cycles (point
-    ``i`` is point ``i mod N``).
+    Combinations are the distinct active configurations, numbered as in :class:`_Blocks`
+    (lexicographically, last parameter fastest, without conditions); an inactive
+    conditional parameter does not multiply them. Position ``i`` of the grid's order is
+    combination ``π(i)``. With ``shuffle=True``, ``π(i) = (a·i + b) mod N``,
+    ``gcd(a, N) = 1``: a bijection that needs no memory however large the grid. ``a`` is
+    the integer coprime to ``N`` nearest to ``N`` times the golden ratio's fractional part
+    (or its complement, drawn from the seed), which spreads a partial grid over the space
+    like a Weyl sequence; ``b`` is drawn from the seed. Without shuffle ``π`` is the
+    identity. :meth:`suggest` proposes the first positions whose configuration is in
+    neither the finished nor the pending trials, so every configuration runs once, also
+    after trials of another sampler or explicit configurations, and the same history
+    gives the same points. :meth:`capacity` is ``N``: the search stops when the grid is
+    used up; asked for more, the sampler cycles.
     """
 
     name = "grid"
@@ -83,7 +212,8 @@ class GridSampler(Sampler):
                          else f"not a parameter of the space ({', '.join(space.names)})")
                 raise SpecError(f"GridSampler: values for '{name}': '{name}' is {where}")
         self._units = [_units(dim, self._dim_values(dim)) for dim in space.dims]
-        self._size = math.prod(len(u) for u in self._units)
+        self._blocks = _Blocks(space, self._units)
+        self._size = self._blocks.size
         self._ab = self._affine()
 
     def _dim_values(self, dim) -> list:
@@ -129,7 +259,7 @@ class GridSampler(Sampler):
         return list(given)
 
     def capacity(self) -> Optional[int]:
-        """The number of combinations (a Python int: it may exceed 2**63)."""
+        """The number of distinct configurations (a Python int: it may exceed 2**63)."""
         return self._size
 
     def _affine(self) -> tuple[int, int]:
@@ -137,36 +267,72 @@ class GridSampler(Sampler):
         n = self._size
         rng = np.random.default_rng([self.seed or 0, n % (2**63)])
         flip, b = rng.integers(0, 2), int(rng.integers(0, 2**62)) % n
-        target = round(n * _GOLDEN)
+        if n < 2**53:
+            target = round(n * _GOLDEN)
+        else:  # exact integer arithmetic: n may be far beyond a float's range
+            scale = 2**64
+            target = (n * round(_GOLDEN * scale) + scale // 2) // scale
         for offset in range(n + 1):
             for a in (target + offset, target - offset):
                 if 0 < a < n and math.gcd(a, n) == 1:
                     return (n - a if flip else a), b
         return 1, b  # n == 1
 
-    def combinations(self, start: int, n: int) -> np.ndarray:
-        """The combination numbers of points ``start .. start + n - 1`` of the search."""
+    def _permute(self, positions) -> np.ndarray:
+        """``π`` of each position: its combination number."""
         size = self._size
-        index = range(start, start + n)
         if self.shuffle:
             a, b = self._ab
-            combos = [(a * i + b) % size for i in index]
-        else:
-            combos = [i % size for i in index]
-        return np.array(combos, dtype=np.int64 if size < 2**63 else object)
+            return _ints([(a * int(i) + b) % size for i in positions], size)
+        return _ints([int(i) % size for i in positions], size)
+
+    def combinations(self, start: int, n: int) -> np.ndarray:
+        """The combination numbers of positions ``start .. start + n - 1`` of ``π``."""
+        return self._permute(range(start, start + n))
+
+    def positions(self, history: History) -> list[int]:
+        """The sorted positions (in ``π``'s order) of the grid configurations that the
+        history's finished and pending trials already hold."""
+        seen = np.concatenate([_rows(history.x, history.ndim),
+                               _rows(history.pending, history.ndim)])
+        if not len(seen):
+            return []
+        numbers = self._blocks.numbers(seen)
+        numbers = numbers[numbers >= 0]
+        size = self._size
+        if not self.shuffle:
+            return sorted({int(c) for c in numbers})
+        a, b = self._ab
+        inverse = pow(a, -1, size) if size > 1 else 0
+        if size < _INT64_SAFE:
+            return np.unique((inverse * (numbers - b)) % size).tolist()
+        return sorted({(inverse * (int(c) - b)) % size for c in numbers})
+
+    def remaining(self, history: History) -> int:
+        """How many grid configurations the history does not hold yet."""
+        return self._size - len(self.positions(history))
 
     def suggest(self, n: int, history: History) -> np.ndarray:
+        """Free positions ``k .. k + n - 1``: the positions of ``π`` whose configuration
+        is in neither the finished nor the pending trials, skipping the first ``k``, the
+        trials that ``history.n_total`` counts but the history does not show (interrupted
+        ones, which run again with their own configuration). So each configuration runs
+        once, whatever ran before, and the same history gives the same points. When they
+        are used up, positions ``0, 1, ...`` again (the grid cycles)."""
         d = history.ndim
-        out = np.empty((n, d))
-        if d == 0:
-            return out
-        remaining = self.combinations(history.n_total, n)
-        for j in range(d - 1, -1, -1):  # last parameter fastest
-            size = len(self._units[j])
-            digit = (remaining % size).astype(np.int64)
-            remaining = remaining // size
-            out[:, j] = self._units[j][digit]
-        return out
+        if d == 0 or n <= 0:
+            return np.empty((max(n, 0), d))
+        done = self.positions(history)
+        shown = len(_rows(history.x, d)) + len(_rows(history.pending, d))
+        skip = max(0, history.n_total - shown)
+        n_free = self._size - len(done)
+        if not n_free:
+            return self._blocks.rows(self._permute([i % self._size for i in range(n)]))
+        wanted = [(skip + i) % n_free for i in range(n)]
+        # the j-th free position is j plus the number of done positions D_i with D_i - i <= j
+        gaps = [p - i for i, p in enumerate(done)]  # nondecreasing
+        chosen = [j + bisect.bisect_right(gaps, j) for j in wanted]
+        return self._blocks.rows(self._permute(chosen))
 
     def __repr__(self) -> str:
         return (f"GridSampler(values={self.values!r}, levels={self.levels!r}, "
