@@ -41,6 +41,8 @@ def execute(prepare: Prepare, comm=None, bind_gpus: bool = True, raise_errors: b
     from mpi4py import MPI
 
     world = MPI.COMM_WORLD if comm is None else comm
+    if world.size > 1:
+        _meet(world)
     comm = world.Dup()
     rank, size = comm.rank, comm.size
     try:
@@ -70,6 +72,31 @@ def execute(prepare: Prepare, comm=None, bind_gpus: bool = True, raise_errors: b
 
 
 SHUTDOWN_WAIT = 5.0
+STARTUP_WAIT = 600.0  # seconds; MPITUNE_STARTUP_TIMEOUT overrides it
+
+
+def _meet(world) -> None:
+    """Check that every rank of ``world`` has started the search, with a non-blocking
+    barrier and a deadline, before any collective (``Dup``) could wait for ever on a rank
+    that never calls it (``mpitune.run`` inside ``if rank == 0:``). A rank still waiting
+    at the deadline ends the job; rank 0, or rank 1 when rank 0 is the one missing, says
+    why."""
+    try:
+        timeout = float(os.environ.get("MPITUNE_STARTUP_TIMEOUT", STARTUP_WAIT))
+    except ValueError:
+        timeout = STARTUP_WAIT
+    request = world.Ibarrier()
+    backoff = P.Backoff()
+    deadline = time.monotonic() + timeout
+    while not request.Test():
+        if timeout > 0 and time.monotonic() > deadline:
+            if world.rank in (0, 1):
+                _print_error(f"rank {world.rank}: not every rank of the job started the "
+                             f"search within {timeout:g} s (MPITUNE_STARTUP_TIMEOUT): every "
+                             f"rank must run it (python -m mpitune, or mpitune.run on every "
+                             f"rank of the communicator)")
+            _abort(world, 1)
+        backoff.pause()
 
 
 def _final_barrier(comm, timeout: float | None, channel=None) -> bool:

@@ -255,6 +255,34 @@ def test_extreme_but_valid_settings_run(tmp_path, run):
     assert mpitune.load(str(tmp_path / "x.h5")).complete
 
 
+PARTIAL = """
+import sys
+
+from mpi4py import MPI
+
+import mpitune
+from mpitune import Real
+
+rank = MPI.COMM_WORLD.rank
+if (sys.argv[1] == "rank0") == (rank == 0):  # only rank 0, or every rank but 0
+    mpitune.run(lambda params, trial: params["x"], {"x": Real(0.0, 1.0)}, max_trials=4,
+                storage="partial.h5")
+print("rank", rank, "done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("who", ["rank0", "workers"])
+def test_run_called_on_only_some_ranks_ends_the_job_with_a_reason(tmp_path, run, who):
+    """It used to wait for ever (in the communicator's Dup, a collective)."""
+    script = write_spec(tmp_path, PARTIAL, "partial.py")
+    res = run(3, [script, who], module=False, env={"MPITUNE_STARTUP_TIMEOUT": "2"},
+              timeout=40)
+    assert res.returncode != 0 and res.elapsed < 30, res.describe()
+    lines = error_lines(res.stderr)
+    assert len(lines) == 1 and "MPITUNE_STARTUP_TIMEOUT" in lines[0], res.describe()
+    assert not (tmp_path / "partial.h5").exists()
+
+
 def test_api_refuses_wrong_argument_types_in_one_line():
     for path in (None, 5):
         with pytest.raises(TypeError, match="mpitune.load: path must be a file name"):
