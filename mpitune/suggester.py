@@ -73,7 +73,10 @@ class Suggester:
         def load() -> tuple:
             state = t.state.data
             done = is_finished(state)
-            pending = np.concatenate([t.unit.data[state == RUNNING], queue])
+            # interrupted trials run again (``rerun``): pending too, else a model that sees
+            # the history they were proposed from proposes their points once more
+            waiting = (state == RUNNING) | (state == INTERRUPTED)
+            pending = np.concatenate([t.unit.data[waiting], queue])
             if self.fidelity is not None:
                 loss = self.fidelity.sampler_losses(t, self.space.ndim)[done]
             else:

@@ -328,6 +328,20 @@ def test_suggester_reruns_interrupted_trials_first():
     assert rerun == [] and new.shape == (2, 2)
 
 
+def test_interrupted_trials_waiting_to_run_again_are_pending():
+    """A model asked for new points in the same call that hands out the re-runs must see
+    them as running: else, shown the history they were proposed from, it proposes their
+    points again (a kill-and-resume run ran a configuration twice)."""
+    t = table_with([COMPLETE, INTERRUPTED, COMPLETE, INTERRUPTED, RUNNING])
+    rec = Recorder()
+    sug = Suggester(rec, SMALL, t, batch_size=4, direction="minimize")
+    rerun, new = sug.take(4)
+    assert rerun == [1, 3] and new.shape == (2, 2)
+    history = rec.calls[0][1]
+    np.testing.assert_array_equal(history.pending, t.unit.data[[1, 3, 4]])
+    np.testing.assert_array_equal(history.x, t.unit.data[[0, 2]])
+
+
 def test_suggester_history_shows_finished_and_pending():
     t = table_with([COMPLETE, FAILED, RUNNING, COMPLETE, RUNNING],
                    values=np.array([3.0, np.nan, np.nan, 1.0, np.nan]))
