@@ -79,18 +79,19 @@ def _meet(world) -> None:
     """Check that every rank of ``world`` has started the search, with a non-blocking
     barrier and a deadline, before any collective (``Dup``) could wait for ever on a rank
     that never calls it (``mpitune.run`` inside ``if rank == 0:``). A rank still waiting
-    at the deadline ends the job; rank 0, or rank 1 when rank 0 is the one missing, says
-    why."""
+    at the deadline ends the job: rank 0 at once, saying why; rank 1 two seconds later
+    (also saying why: rank 0 is the one missing); the others two seconds after that."""
     try:
         timeout = float(os.environ.get("MPITUNE_STARTUP_TIMEOUT", STARTUP_WAIT))
     except ValueError:
         timeout = STARTUP_WAIT
     request = world.Ibarrier()
     backoff = P.Backoff()
-    deadline = time.monotonic() + timeout
+    # rank 0 speaks first; rank 1 only if rank 0 is not there to; the rest abort silently
+    deadline = time.monotonic() + timeout + 2.0 * min(world.rank, 2)
     while not request.Test():
         if timeout > 0 and time.monotonic() > deadline:
-            if world.rank in (0, 1):
+            if world.rank < 2:
                 _print_error(f"rank {world.rank}: not every rank of the job started the "
                              f"search within {timeout:g} s (MPITUNE_STARTUP_TIMEOUT): every "
                              f"rank must run it (python -m mpitune, or mpitune.run on every "
