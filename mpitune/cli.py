@@ -7,7 +7,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import os
 import signal
 import sys
 from typing import Optional
@@ -154,7 +153,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             sys.stdout.flush()  # here, where a closed pipe can still be handled
             return code
         except BrokenPipeError:  # `show ... | head`: the reader has all it wanted
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            from .progress import to_devnull
+
+            to_devnull(sys.stdout)
             return 1
         except SpecError as e:
             sys.stderr.write(error_line(e))

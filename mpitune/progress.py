@@ -27,7 +27,15 @@ def log(message: str, stream=None) -> None:
         stream.write(line)
         stream.flush()
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        to_devnull(stream)
+
+
+def to_devnull(stream) -> None:
+    """Point ``stream``'s file descriptor at /dev/null: its reader has gone (``| head``),
+    and what is still buffered or written later must not raise again."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, stream.fileno())
+    os.close(null)
 
 
 def format_params(params: dict) -> str:
