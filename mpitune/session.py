@@ -73,14 +73,19 @@ def execute(prepare: Prepare, comm=None, bind_gpus: bool = True, raise_errors: b
 
 SHUTDOWN_WAIT = 5.0
 STARTUP_WAIT = 600.0  # seconds; MPITUNE_STARTUP_TIMEOUT overrides it
+# seconds between a rank's last words and its MPI_Abort: the launcher forwards a rank's
+# output asynchronously and drops what it has not read when Abort tears the job down
+# (hydra under load lost the one line that said why, 1 run in 4)
+FORWARD_WAIT = 1.0
+STARTUP_STAGGER = 3.0  # seconds between rank 0, rank 1 and the rest giving up at start-up
 
 
 def _meet(world) -> None:
     """Check that every rank of ``world`` has started the search, with a non-blocking
     barrier and a deadline, before any collective (``Dup``) could wait for ever on a rank
     that never calls it (``mpitune.run`` inside ``if rank == 0:``). A rank still waiting
-    at the deadline ends the job: rank 0 at once, saying why; rank 1 two seconds later
-    (also saying why: rank 0 is the one missing); the others two seconds after that."""
+    at the deadline ends the job: rank 0 at once, saying why; rank 1 a few seconds later
+    (also saying why: rank 0 is the one missing); the others after that, silently."""
     try:
         timeout = float(os.environ.get("MPITUNE_STARTUP_TIMEOUT", STARTUP_WAIT))
     except ValueError:
@@ -88,7 +93,7 @@ def _meet(world) -> None:
     request = world.Ibarrier()
     backoff = P.Backoff()
     # rank 0 speaks first; rank 1 only if rank 0 is not there to; the rest abort silently
-    deadline = time.monotonic() + timeout + 2.0 * min(world.rank, 2)
+    deadline = time.monotonic() + timeout + STARTUP_STAGGER * min(world.rank, 2)
     while not request.Test():
         if timeout > 0 and time.monotonic() > deadline:
             if world.rank < 2:
@@ -129,6 +134,7 @@ def _abort(comm, code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     if comm.size > 1:
+        time.sleep(FORWARD_WAIT)
         comm.Abort(code)
     sys.exit(code)
 
