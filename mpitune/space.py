@@ -29,6 +29,22 @@ LOG_INT_LIMIT = 2**45
 INT64 = (-2**63, 2**63 - 1)
 
 
+class _PowersOfTen:
+    """``10.0 ** 0 .. 10.0 ** 22`` as an array, built on first use (numpy is lazy here)."""
+
+    _table = None
+
+    def __getitem__(self, index):
+        import numpy as np
+
+        if self._table is None:
+            type(self)._table = np.array([float(10**i) for i in range(23)])
+        return self._table[index]
+
+
+_POWERS_OF_TEN = _PowersOfTen()
+
+
 def _jsonable(x: Any) -> bool:
     try:
         json.dumps(x, sort_keys=True, allow_nan=False)
@@ -50,6 +66,57 @@ def short_repr(x: Any) -> str:
         return repr(x)
     except ValueError:
         return f"<a {type(x).__name__} holding an int of over 4300 digits>"
+
+
+# A tidy value is a decimal of at most 12 significant digits (people write no more), or 0,
+# within the error of the round trip through the unit cube of the value computed: 16 ulps
+# of the largest term in the arithmetic (a log scale of 1e-10..1e10 loses a few ulps
+# in its exponent; a linear one ulps of its widest bound, which near 0 is many digits).
+_TIDY_DIGITS = 12
+_TIDY_ULPS = 16
+
+
+def tidy(values, tolerance=None):
+    """Each value replaced by the shortest decimal (at most 12 significant digits, or 0)
+    within ``tolerance`` of it, if there is one.
+
+    A user value goes through the unit cube (``to_unit``, then ``to_user``) and comes back
+    a little off: ``1e-3`` on a log scale as ``0.0010000000000000002``, the top of
+    ``Real(0, 1)`` as ``0.9999999999999999``, ``7.77e-06`` on ``Real(-5, 10)`` as
+    ``7.76999999985e-06``. Explicit configurations and grid points must reach the
+    objective, and the results file, as written. ``tolerance`` (absolute, per value or one
+    for all) is the error of that round trip, by default 16 ulps of each value. A value
+    drawn at random rarely moves, and never by more than ``tolerance``: the unit cube
+    cannot tell it from the tidy one anyway."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    out = v.copy()
+    size = np.abs(v)
+    todo = np.flatnonzero(np.isfinite(v) & (size > 0))
+    if tolerance is None:  # relative: never reaches 0 (subnormals stay as they are)
+        below = np.nextafter(size[todo], 0.0)  # np.spacing of the largest float is inf
+        tolerance = np.where(below > 0, _TIDY_ULPS * (size[todo] - below), 0.0)
+    else:
+        tolerance = np.broadcast_to(np.asarray(tolerance, dtype=float), v.shape)[todo]
+        zero = size[todo] <= tolerance
+        out[todo[zero]] = 0.0
+        todo, tolerance = todo[~zero], tolerance[~zero]
+    x = v[todo]
+    top = np.floor(np.log10(np.abs(x)))  # the exponent of the leading digit
+    for digits in range(1, _TIDY_DIGITS + 1):
+        k = (digits - 1) - top  # decimals to keep, may be < 0
+        exact = np.abs(k) <= 22  # 10**22 is the largest power of ten float64 holds exactly
+        power = _POWERS_OF_TEN[np.minimum(np.abs(k), 22).astype(np.intp)]
+        # n / 10**k and n * 10**k with integer n are correctly rounded: the nearest double
+        with np.errstate(over="ignore", invalid="ignore"):  # np.where computes both sides
+            r = np.where(k >= 0, np.round(x * power) / power, np.round(x / power) * power)
+            near = exact & (np.abs(r - x) <= tolerance)
+        out[todo[near]] = r[near]
+        todo, x, tolerance, top = todo[~near], x[~near], tolerance[~near], top[~near]
+        if not len(todo):
+            break
+    return out
 
 
 def _finite(x: Any) -> bool:
@@ -184,12 +251,25 @@ class Real(Dimension):
                 "log": self.log}
 
     def to_user(self, u):
+        """User values of unit values, tidied (see :func:`tidy`): a value that was given
+        (an explicit configuration, a grid point, a bound) comes back as written."""
         import numpy as np
 
         if self.log:
             lo, hi = math.log(self.low), math.log(self.high)
-            return np.clip(np.exp(lo + u * (hi - lo)), self.low, self.high)
-        return np.clip(self.low + u * (self.high - self.low), self.low, self.high)
+            values = np.exp(lo + u * (hi - lo))
+            # an error of e in the exponent is a relative error of e in the value
+            tolerance = _TIDY_ULPS * np.abs(values) * np.spacing(max(abs(lo), abs(hi), 1.0))
+        else:
+            values = self.low + u * (self.high - self.low)
+            tolerance = _TIDY_ULPS * np.spacing(max(abs(self.low), abs(self.high)))
+        return np.clip(tidy(values, tolerance), self.low, self.high)
+
+    def snap(self, u):
+        """Reals have no cells: unit values stay as they are (clipped to [0, 1])."""
+        import numpy as np
+
+        return np.clip(np.asarray(u, dtype=float), 0.0, 1.0)
 
     def to_unit(self, values):
         import numpy as np

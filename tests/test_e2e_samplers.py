@@ -94,14 +94,19 @@ CONFIGS_SPEC = '''
 from mpitune import Categorical, Integer, Real
 
 space = {"x": Real(-5.0, 5.0), "n": Integer(0, 10, step=2), "c": Categorical(["a", "b"]),
-         "k": 7}
-configs = [{"x": 1.25, "n": 4, "c": "b"}, {"x": -5.0, "n": 10, "c": "a", "k": 7},
-           {"x": 0.0, "n": 0, "c": "a"}]
+         "lr": Real(1e-5, 1.0, log=True), "k": 7}
+configs = [{"x": 0.1, "n": 4, "c": "b", "lr": 1e-3},
+           {"x": -5.0, "n": 10, "c": "a", "k": 7, "lr": 1.0},
+           {"x": 7.77e-6, "n": 0, "c": "a", "lr": 3e-4}]
 
 
 def objective(params):
-    return (params["x"] - 1) ** 2 + params["n"] + (params["c"] == "a")
+    return (params["x"] - 1) ** 2 + params["n"] + (params["c"] == "a") + params["lr"]
 '''
+
+
+def configs_value(x, n, c, lr):
+    return (x - 1) ** 2 + n + (c == "a") + lr
 
 
 def test_explicit_configs_run_first(tmp_path, run):
@@ -110,15 +115,19 @@ def test_explicit_configs_run_first(tmp_path, run):
     assert res.returncode == 0, res.describe()
     r = mpitune.load(str(tmp_path / "results.h5"))
     assert len(r) == 12
-    for i, want in enumerate([(1.25, 4, "b"), (-5.0, 10, "a"), (0.0, 0, "a")]):
-        assert (r["x"][i], r["n"][i], r["c"][i]) == want
-        assert r["value"][i] == pytest.approx((want[0] - 1) ** 2 + want[1] + (want[2] == "a"))
+    # exactly as written (through the unit cube 0.1 came back 0.10000000000000053 and 1e-3
+    # on the log scale 0.0010000000000000002), to the objective and in the file
+    for i, want in enumerate([(0.1, 4, "b", 1e-3), (-5.0, 10, "a", 1.0),
+                              (7.77e-6, 0, "a", 3e-4)]):
+        assert (r["x"][i], r["n"][i], r["c"][i], r["lr"][i]) == want
+        assert r["value"][i] == configs_value(*want)
     # given on the command line as JSON, they replace the spec's
     res = run(None, [spec, "--max-trials", 3, "--storage", "cli.h5",
-                     "--configs", '[{"x": 2.5, "n": 6, "c": "a"}]'])
+                     "--configs", '[{"x": 2.3, "n": 6, "c": "a", "lr": 0.01}]'])
     assert res.returncode == 0, res.describe()
     r = mpitune.load(str(tmp_path / "cli.h5"))
-    assert (r["x"][0], r["n"][0], r["c"][0]) == (2.5, 6, "a")
+    assert (r["x"][0], r["n"][0], r["c"][0], r["lr"][0]) == (2.3, 6, "a", 0.01)
+    assert r["value"][0] == configs_value(2.3, 6, "a", 0.01)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mpitune.errors import SpecError
-from mpitune.space import RESERVED_NAMES, Categorical, Constant, Integer, Real, Space
+from mpitune.space import RESERVED_NAMES, Categorical, Constant, Integer, Real, Space, tidy
 
 ONE_MINUS = np.nextafter(1.0, 0.0)
 
@@ -530,3 +530,35 @@ def test_when_with_no_or_unknown_values_is_refused(values, words):
 def test_when_empty_list_is_a_value_when_it_is_a_choice():
     space = Space({"p": Categorical([[], [1]]), "x": Real(0, 1, when={"p": []})})
     assert space.dims[1].when == {"p": [[]]}
+
+
+TYPED = [0.001, 0.01, 0.1, 0.3, 0.5, 1.0, 3e-4, 7.77e-6, 0.0123, 2.5, 1e-9, 0.999, 0.125]
+
+
+@pytest.mark.parametrize("dim", [Real(1e-9, 1.0, log=True), Real(1e-10, 1e10, log=True),
+                                 Real(0.0, 1.0), Real(-5.0, 10.0), Real(1e-9, 2.5)])
+def test_typed_reals_come_back_as_written(dim):
+    """Explicit configurations, grid points and bounds reach the objective exactly (not
+    0.0010000000000000002 for 1e-3 on a log scale), also from the largest unit value the
+    samplers propose (the top of the range, not 0.9999999999999999)."""
+    dim = Space({"x": dim}).dims[0]
+    values = np.array([v for v in TYPED + [dim.low, dim.high] if dim.low <= v <= dim.high])
+    np.testing.assert_array_equal(dim.to_user(dim.to_unit(values)), values)
+    assert dim.to_user(np.array([np.nextafter(1.0, 0.0)]))[0] == dim.high
+
+
+def test_tidy_moves_only_values_next_to_a_short_decimal():
+    off = np.array([0.0010000000000000002, 0.9999999999999999, -2.5000000000000004])
+    np.testing.assert_array_equal(tidy(off), [1e-3, 1.0, -2.5])
+    np.testing.assert_array_equal(tidy([7.76999999985e-06, 3e-16], 1e-13), [7.77e-06, 0.0])
+    # beyond 10**+-22 (powers of ten float64 lacks) and past 12 digits values stay
+    kept = np.array([0.0, np.nan, np.inf, -np.inf, 5e-324, 1.7976931348623157e308,
+                     123456.78901234567, 1e-30 * 1.0000000000000002,
+                     1e300 * 1.0000000000000002, np.pi])
+    np.testing.assert_array_equal(tidy(kept), kept)  # nan == nan here
+    u = np.random.default_rng(0).random(100_000)
+    dim = Space({"x": Real(1e-3, 1.0, log=True)}).dims[0]
+    raw = np.exp(math.log(1e-3) + u * -math.log(1e-3))
+    moved = dim.to_user(u) != raw
+    assert moved.mean() < 0.02  # random draws are rarely tidied ...
+    assert np.max(np.abs(dim.to_user(u) - raw) / raw) < 1e-13  # ... and then barely

@@ -34,9 +34,10 @@ def _units(dim, values: list) -> np.ndarray:
     """The unit values of a dimension's grid values.
 
     Integer and Categorical values map to their cell centres and come back exactly. Real
-    values go through the unit cube like every sampler's, so the objective may get them
-    a few ulps off (``0.0010000000000000002`` for ``1e-3`` on a log scale); the top of a
-    Real range maps to the largest float below 1 (samplers propose ``[0, 1)``)."""
+    values go through the unit cube like every sampler's and come back as written too
+    (``Real.to_user`` tidies the few ulps the round trip costs, see ``space.tidy``), the
+    top of a range included, although it maps to the largest float below 1 (samplers
+    propose ``[0, 1)``)."""
     return np.minimum(dim.to_unit(values), _BELOW_ONE)
 
 
