@@ -13,8 +13,7 @@ import math
 import numbers
 from typing import Any, Optional, Union
 
-from .errors import SpecError
-from .space import short_repr
+from .errors import SpecError, short_repr
 
 MAX_BATCH_SIZE = 100_000  # a larger batch would only allocate huge proposal arrays
 SEED_LIMIT = 2**63  # the results file stores the seed as an int64 attribute

@@ -14,7 +14,7 @@ import math
 import numbers
 from typing import Any
 
-from .errors import SpecError
+from .errors import SpecError, short_repr
 
 RESERVED_NAMES = frozenset(
     {"number", "state", "value", "worker", "host", "gpu", "t_start", "t_end", "duration",
@@ -55,17 +55,6 @@ def _jsonable(x: Any) -> bool:
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
-def short_repr(x: Any) -> str:
-    """``repr(x)`` for a message, with an int too long to read as ``~1e+N`` (Python does not
-    even print one of over 4300 digits)."""
-    if isinstance(x, int) and abs(x) >= 10**20:
-        return f"{'-' if x < 0 else ''}~1e+{math.log10(abs(x)):.0f}"
-    try:
-        return repr(x)
-    except ValueError:
-        return f"<a {type(x).__name__} holding an int of over 4300 digits>"
 
 
 # A tidy value is a decimal of at most 12 significant digits (people write no more), or 0,

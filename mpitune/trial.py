@@ -14,7 +14,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from .errors import TrialInterrupted, TrialPruned, TrialTimedOut
+from .errors import TrialInterrupted, TrialPruned, TrialTimedOut, safe_text, short_repr
 
 # State codes, as in mpitune.table (kept here too so that workers need not import numpy).
 RUNNING, COMPLETE, FAILED, PRUNED, INTERRUPTED, TIMEOUT = range(6)
@@ -79,11 +79,11 @@ class Trial:
         """
         self._check_caller("report")
         if not isinstance(step, numbers.Real) or isinstance(step, bool):
-            raise TypeError(f"trial.report: step must be a number, got {_short(step)}")
+            raise TypeError(f"trial.report: step must be a number, got {short_repr(step)}")
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise TypeError(f"trial.report: value must be a number, got {_short(value)}"
+            raise TypeError(f"trial.report: value must be a number, got {short_repr(value)}"
                             ) from None
         step = float(step)
         if not math.isfinite(step):
@@ -111,7 +111,7 @@ class Trial:
         return self._link.checkpoint_dir(self._number)
 
     def __repr__(self) -> str:
-        return f"Trial(number={self._number}, params={_short(self._params)}, " \
+        return f"Trial(number={self._number}, params={short_repr(self._params)}, " \
                f"device={self._device!r})"
 
 
@@ -166,25 +166,9 @@ def clean_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return text
 
 
-def _text(x: Any, convert: Callable[[Any], str] = str) -> str:
-    """``str(x)`` (or ``convert(x)``), or a stand-in naming the type when that raises: the
-    objective's objects must not break the error message about them."""
-    try:
-        return convert(x)
-    except (TrialInterrupted, TrialTimedOut):  # a stop or the time limit, not the object
-        raise
-    except BaseException as e:  # noqa: BLE001 - any __str__/__repr__ of user code
-        return f"<{type(x).__name__} object; {convert.__name__}() raised {type(e).__name__}>"
-
-
-def _short(x: Any, limit: int = 200) -> str:
-    text = _text(x, repr)
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
-
-
 def _reason(e: BaseException, limit: int = 200) -> str:
     """``Type: message`` of an exception on one bounded line."""
-    text = " ".join(f"{type(e).__name__}: {_text(e)}".split())
+    text = " ".join(f"{type(e).__name__}: {safe_text(e)}".split())
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -194,7 +178,7 @@ def _describe(e: BaseException) -> str:
         trace = "".join(traceback.format_exception(type(e), e, e.__traceback__))
     except BaseException as f:  # noqa: BLE001 - formatting must not lose the trial
         trace = f"(no traceback: formatting it raised {type(f).__name__})\n"
-    return f"{type(e).__name__}: {_text(e)}\n{trace}"
+    return f"{type(e).__name__}: {safe_text(e)}\n{trace}"
 
 
 class BadReturn(Exception):
@@ -204,7 +188,7 @@ class BadReturn(Exception):
 def _key_list(d: dict, limit: int = 20) -> str:
     """The keys of ``d`` for a message: sorted as text (keys of mixed types do not compare),
     at most ``limit`` of them."""
-    keys = sorted(_short(k, 50) for k in d)
+    keys = sorted(short_repr(k, 50) for k in d)
     more = f", ... ({len(keys)} keys)" if len(keys) > limit else ""
     return f"[{', '.join(keys[:limit])}{more}]"
 
@@ -215,7 +199,7 @@ def _number(x: Any, what: str) -> float:
     try:
         return float(x)
     except Exception as e:  # noqa: BLE001 - user types may raise anything
-        raise BadReturn(f"objective returned {what}{_short(x)} of type {type(x).__name__}, "
+        raise BadReturn(f"objective returned {what}{short_repr(x)} of type {type(x).__name__}, "
                         f"which is not a number ({_reason(e)})") from None
 
 
@@ -229,14 +213,14 @@ def _read_value(out: Any) -> tuple[float, dict[str, float]]:
             if name == "value":
                 continue
             if not isinstance(name, str) or not name.isidentifier():
-                raise BadReturn(f"objective returned a metric named {_short(name)}; metric names "
-                                f"must be identifier-like strings")
+                raise BadReturn(f"objective returned a metric named {short_repr(name)}; "
+                                f"metric names must be identifier-like strings")
             metrics[name] = _number(x, f"metric '{name}' = ")
         out = out["value"]
     else:
         metrics = {}
     if isinstance(out, (str, bytes)) or out is None:
-        raise BadReturn(f"objective returned {_short(out)}, not a number")
+        raise BadReturn(f"objective returned {short_repr(out)}, not a number")
     value = _number(out, "")
     if not math.isfinite(value):
         raise BadReturn(f"objective returned {value}, not a finite number")
@@ -251,7 +235,7 @@ def _as_value(out: Any) -> tuple[float, dict[str, float]]:
     except BadReturn:
         raise
     except Exception as e:  # noqa: BLE001 - e.g. a dict subclass whose items() raises
-        raise BadReturn(f"objective returned {_short(out)} of type {type(out).__name__}, "
+        raise BadReturn(f"objective returned {short_repr(out)} of type {type(out).__name__}, "
                         f"which could not be read ({_reason(e)})") from None
 
 
