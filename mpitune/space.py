@@ -29,20 +29,7 @@ LOG_INT_LIMIT = 2**45
 INT64 = (-2**63, 2**63 - 1)
 
 
-class _PowersOfTen:
-    """``10.0 ** 0 .. 10.0 ** 22`` as an array, built on first use (numpy is lazy here)."""
-
-    _table = None
-
-    def __getitem__(self, index):
-        import numpy as np
-
-        if self._table is None:
-            type(self)._table = np.array([float(10**i) for i in range(23)])
-        return self._table[index]
-
-
-_POWERS_OF_TEN = _PowersOfTen()
+_POWERS_OF_TEN = None  # 10.0 ** 0 .. 10.0 ** 22, built on first use (numpy is lazy here)
 
 
 def _jsonable(x: Any) -> bool:
@@ -63,6 +50,7 @@ def _is_number(x: Any) -> bool:
 # in its exponent; a linear one ulps of its widest bound, which near 0 is many digits).
 _TIDY_DIGITS = 12
 _TIDY_ULPS = 16
+_TIDY_BY_PYTHON = 16  # values at most, else numpy (see tidy)
 
 
 def tidy(values, tolerance=None):
@@ -74,38 +62,100 @@ def tidy(values, tolerance=None):
     ``Real(0, 1)`` as ``0.9999999999999999``, ``7.77e-06`` on ``Real(-5, 10)`` as
     ``7.76999999985e-06``. Explicit configurations and grid points must reach the
     objective, and the results file, as written. ``tolerance`` (absolute, per value or one
-    for all) is the error of that round trip, by default 16 ulps of each value. A value
-    drawn at random rarely moves, and never by more than ``tolerance``: the unit cube
-    cannot tell it from the tidy one anyway."""
+    for all) is the error of that round trip, by default 16 ulps of each value (then 0 is
+    never within reach). A value drawn at random rarely moves, and never by more than
+    ``tolerance``: the unit cube cannot tell it from the tidy one anyway.
+
+    A few values (the trials of one handout) go through Python's own correctly rounded
+    decimal conversion, many (a results file's column) through numpy: each way costs many
+    times the other's at the other's size; both give the same values."""
     import numpy as np
 
     v = np.asarray(values, dtype=float)
-    out = v.copy()
-    size = np.abs(v)
-    todo = np.flatnonzero(np.isfinite(v) & (size > 0))
-    if tolerance is None:  # relative: never reaches 0 (subnormals stay as they are)
-        below = np.nextafter(size[todo], 0.0)  # np.spacing of the largest float is inf
-        tolerance = np.where(below > 0, _TIDY_ULPS * (size[todo] - below), 0.0)
+    if v.size > _TIDY_BY_PYTHON:
+        return _tidy_array(v, tolerance)
+    x = v.ravel().tolist()
+    if tolerance is None:
+        reach = [_TIDY_ULPS * math.ulp(a) for a in x]
+    elif np.ndim(tolerance) == 0:
+        reach = [float(tolerance)] * len(x)
+    elif np.shape(tolerance) == v.shape:
+        reach = np.ravel(tolerance).tolist()
     else:
-        tolerance = np.broadcast_to(np.asarray(tolerance, dtype=float), v.shape)[todo]
-        zero = size[todo] <= tolerance
-        out[todo[zero]] = 0.0
-        todo, tolerance = todo[~zero], tolerance[~zero]
-    x = v[todo]
-    top = np.floor(np.log10(np.abs(x)))  # the exponent of the leading digit
+        reach = np.broadcast_to(np.asarray(tolerance, dtype=float), v.shape).ravel().tolist()
+    out = [_tidy_one(a, r, tolerance is not None) for a, r in zip(x, reach)]
+    return np.array(out, dtype=float).reshape(v.shape)
+
+
+def _tidy_one(x: float, reach: float, to_zero: bool) -> float:
+    if not math.isfinite(x) or x == 0.0:
+        return x
+    if to_zero and abs(x) <= reach:
+        return 0.0
+    if abs(float(f"{x:.{_TIDY_DIGITS}g}") - x) > reach:  # then every shorter one is too
+        return x
     for digits in range(1, _TIDY_DIGITS + 1):
-        k = (digits - 1) - top  # decimals to keep, may be < 0
-        exact = np.abs(k) <= 22  # 10**22 is the largest power of ten float64 holds exactly
-        power = _POWERS_OF_TEN[np.minimum(np.abs(k), 22).astype(np.intp)]
-        # n / 10**k and n * 10**k with integer n are correctly rounded: the nearest double
-        with np.errstate(over="ignore", invalid="ignore"):  # np.where computes both sides
-            r = np.where(k >= 0, np.round(x * power) / power, np.round(x / power) * power)
-            near = exact & (np.abs(r - x) <= tolerance)
-        out[todo[near]] = r[near]
-        todo, x, tolerance, top = todo[~near], x[~near], tolerance[~near], top[~near]
-        if not len(todo):
-            break
-    return out
+        r = float(f"{x:.{digits}g}")
+        if abs(r - x) <= reach:
+            return r
+    return x  # not reached: the 12-digit one is within reach
+
+
+def _tidy_array(v, tolerance):
+    """:func:`tidy` with numpy: first each value's nearest 12-digit decimal (out of reach
+    for almost every value drawn at random, and then so is every shorter one), then 1..11
+    digits at once for the values still in play."""
+    import numpy as np
+
+    x = v.ravel()
+    size = np.abs(x)
+    with np.errstate(all="ignore"):  # 0, inf and nan fall out of the comparisons below
+        if tolerance is None:  # as math.ulp, which np.spacing is not at the largest float
+            reach = _TIDY_ULPS * (np.nextafter(size, np.inf) - size)
+            reach[np.isinf(reach)] = _TIDY_ULPS * math.ulp(np.finfo(float).max)
+            zero = None
+        else:
+            reach = np.broadcast_to(np.asarray(tolerance, dtype=float), v.shape).ravel()
+            zero = (size <= reach) & np.isfinite(size)
+        rounded, near, exact = _round_digits(x, size, reach, np.array([_TIDY_DIGITS - 1]))
+        out = np.where(near, rounded, x)
+        todo = np.flatnonzero(near)
+        if len(todo):
+            shorter, ok, _ = _round_digits(x[todo], size[todo], reach[todo],
+                                           np.arange(_TIDY_DIGITS - 1))
+            fewest = ok.argmax(axis=1)  # the first True, if any
+            found = ok[np.arange(len(todo)), fewest]
+            out[todo[found]] = shorter[found, fewest[found]]
+        # beyond 10**+-22 a power of ten is not exact: such values take the Python way
+        beyond = np.flatnonzero(~exact & np.isfinite(size) & (size > 0))
+    for i in beyond.tolist():
+        out[i] = _tidy_one(float(x[i]), float(reach[i]), zero is not None)
+    if zero is not None:
+        out[zero] = 0.0
+    return out.reshape(v.shape)
+
+
+def _round_digits(x, size, reach, decimals):
+    """Each of ``x`` (``size`` = ``|x|``) rounded to ``decimals + 1`` significant digits
+    (one column per entry of ``decimals``), whether that is within ``reach``, and whether
+    its last column could be computed exactly. Under ``np.errstate(all="ignore")``."""
+    import numpy as np
+
+    global _POWERS_OF_TEN
+    if _POWERS_OF_TEN is None:
+        _POWERS_OF_TEN = np.array([float(10**i) for i in range(23)])
+    x, size, reach = x[:, None], size[:, None], reach[:, None]
+    k = decimals - np.floor(np.log10(size))  # decimals kept, may be < 0
+    exact = np.abs(k) <= 22  # 10**22 is the largest power of ten float64 holds exactly
+    power = _POWERS_OF_TEN.take(np.abs(k).astype(np.intp), mode="clip")
+    up = k >= 0
+    # n / 10**k and n * 10**k with integer n are correctly rounded: the nearest double
+    n = np.round(np.where(up, x * power, x / power))
+    rounded = np.where(up, n / power, n * power)
+    near = exact & (np.abs(rounded - x) <= reach)
+    if rounded.shape[1] == 1:
+        return rounded[:, 0], near[:, 0], exact[:, 0]
+    return rounded, near, exact[:, -1]
 
 
 def _finite(x: Any) -> bool:

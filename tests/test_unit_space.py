@@ -548,14 +548,21 @@ def test_typed_reals_come_back_as_written(dim):
 
 
 def test_tidy_moves_only_values_next_to_a_short_decimal():
-    off = np.array([0.0010000000000000002, 0.9999999999999999, -2.5000000000000004])
-    np.testing.assert_array_equal(tidy(off), [1e-3, 1.0, -2.5])
-    np.testing.assert_array_equal(tidy([7.76999999985e-06, 3e-16], 1e-13), [7.77e-06, 0.0])
-    # beyond 10**+-22 (powers of ten float64 lacks) and past 12 digits values stay
+    off = np.array([0.0010000000000000002, 0.9999999999999999, -2.5000000000000004,
+                    1e-30 * 1.0000000000000002, 1e300 * 1.0000000000000002])
+    tidied = np.array([1e-3, 1.0, -2.5, 1e-30, 1e300])
     kept = np.array([0.0, np.nan, np.inf, -np.inf, 5e-324, 1.7976931348623157e308,
-                     123456.78901234567, 1e-30 * 1.0000000000000002,
-                     1e300 * 1.0000000000000002, np.pi])
-    np.testing.assert_array_equal(tidy(kept), kept)  # nan == nan here
+                     123456.78901234567, np.pi])
+    for copies in (1, 100):  # a few values go through Python, many through numpy
+        np.testing.assert_array_equal(tidy(np.tile(off, copies)), np.tile(tidied, copies))
+        np.testing.assert_array_equal(tidy(np.tile(kept, copies)), np.tile(kept, copies))
+        np.testing.assert_array_equal(tidy(np.tile([7.76999999985e-06, 3e-16], copies),
+                                           1e-13), np.tile([7.77e-06, 0.0], copies))
+    u = np.random.default_rng(1).random(5000)
+    values = np.concatenate([u, u * 1e-20, u * 1e30, -u, u * 1e-3 + 1e-17])
+    for reach in (None, 1e-13):
+        few = np.concatenate([tidy(values[i:i + 50], reach) for i in range(0, len(values), 50)])
+        np.testing.assert_array_equal(few, tidy(values, reach))
     u = np.random.default_rng(0).random(100_000)
     dim = Space({"x": Real(1e-3, 1.0, log=True)}).dims[0]
     raw = np.exp(math.log(1e-3) + u * -math.log(1e-3))
