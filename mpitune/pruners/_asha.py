@@ -30,8 +30,10 @@ def reached(step: float, resource: float) -> bool:
 
 
 def is_rung(resource: float, max_resource: Optional[float]) -> bool:
-    """Rungs lie strictly below ``max_resource``: a trial there is done, not judged."""
-    return max_resource is None or resource < max_resource * (1.0 - _TOL)
+    """Rungs lie strictly below ``max_resource``: a trial there is done, not judged; and
+    none is at inf (:func:`rung_resource` past the float range)."""
+    return resource < math.inf and (max_resource is None
+                                    or resource < max_resource * (1.0 - _TOL))
 
 
 def rung_resource(min_resource: float, reduction_factor: float, k: int) -> float:
@@ -53,8 +55,7 @@ def rung_resources(min_resource: float, reduction_factor: float,
     k = 0
     while True:
         r = rung_resource(min_resource, reduction_factor, k)
-        if r == math.inf or not is_rung(r, max_resource) \
-                or (up_to is not None and not reached(up_to, r)):
+        if not is_rung(r, max_resource) or (up_to is not None and not reached(up_to, r)):
             break
         out.append(r)
         k += 1
@@ -115,7 +116,7 @@ def _ladder_steps(ladders: Sequence[Ladder], most: int = 64) -> list[float]:
     for lad in ladders:
         for k in range(most):
             r = rung_resource(lad.min_resource, lad.reduction_factor, k)
-            if r == math.inf or not is_rung(r, lad.max_resource):
+            if not is_rung(r, lad.max_resource):
                 break
             steps.add(r)
     return sorted(steps)
@@ -138,7 +139,7 @@ class Ladder:
         """Rung k's resource, or None past the last rung."""
         while len(self.resources) <= k:
             r = rung_resource(self.min_resource, self.reduction_factor, len(self.resources))
-            if r == math.inf or not is_rung(r, self.max_resource):
+            if not is_rung(r, self.max_resource):
                 return None
             self.resources.append(r)
             self.rungs.append([])
