@@ -11,7 +11,6 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import SpecError
-from ..space import Real
 from ._base import History, Sampler
 
 _BELOW_ONE = float(np.nextafter(1.0, 0.0))
@@ -138,7 +137,7 @@ class _Blocks:
             ok = ~np.isnan(x[:, j])
             if not ok.any():
                 continue
-            u = x[ok, j] if isinstance(dim, Real) else dim.snap(x[ok, j])
+            u = dim.snap(x[ok, j])  # a Real's is its unit value, in [0, 1]
             order = np.argsort(self.units[j], kind="stable")
             grid = self.units[j][order]
             at = np.minimum(np.searchsorted(grid, u), len(grid) - 1)
