@@ -130,8 +130,11 @@ def test_chain_stops_at_warning_and_continues(tmp_path, launcher, max_trials):
                SBATCH_JOB_NAME=name, MPITUNE_PYTHON=sys.executable,
                MPITUNE_LAUNCHER=launcher, STORAGE=storage, MAX_LINKS="6")
     env.pop("SBATCH_OUTPUT", None)
+    # Sobol' points never repeat, so a point seen twice below is work the chain redid (a
+    # model may legitimately propose a bound of x twice)
     submit = subprocess.run(["sbatch", "--parsable", SCRIPT, "spec.py", "--max-trials",
-                             str(max_trials), "--grace-period", "0.3"], cwd=directory,
+                             str(max_trials), "--grace-period", "0.3", "--sampler", "sobol"],
+                            cwd=directory,
                             env=env, capture_output=True, text=True, timeout=60)
     assert submit.returncode == 0, submit.stderr
     first = submit.stdout.strip().split(";")[0]
