@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..settings import MAX_RUNGS
 from ._base import Pruner, to_loss
 
 _TOL = 1e-9  # relative: rungs computed as min * eta**k in floating point
@@ -109,9 +110,9 @@ def asha_stop_rungs(curves: Sequence[tuple[Sequence[float], Sequence[float]]],
     return out
 
 
-def _ladder_steps(ladders: Sequence[Ladder], most: int = 64) -> list[float]:
+def _ladder_steps(ladders: Sequence[Ladder], most: int = MAX_RUNGS) -> list[float]:
     """The rung resources of ``ladders``, ascending (the first ``most`` of each when
-    there is no ``max_resource``)."""
+    there is no ``max_resource``; the settings refuse a ladder with more)."""
     steps = set()
     for lad in ladders:
         for k in range(most):
