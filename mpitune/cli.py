@@ -142,14 +142,39 @@ def status(argv: list[str]) -> int:
     return 0 if done else 75
 
 
+def plot(argv: list[str]) -> int:
+    """Write PNG plots of a results file (history, learning curves, parameters)."""
+    from .results import load
+
+    parser = argparse.ArgumentParser(prog="python -m mpitune plot",
+                                     description="Write PNG plots of a results file: "
+                                                 "PREFIX-history.png, PREFIX-curves.png, "
+                                                 "PREFIX-params.png.")
+    parser.add_argument("path")
+    parser.add_argument("--prefix", help="where to write them (default: the results file's "
+                                         "path without .h5)")
+    args = parser.parse_args(argv)
+    from .plots import require_matplotlib, save_plots
+
+    require_matplotlib()  # before reading the file: say what is missing first
+    r = load(args.path)
+    prefix = args.prefix or (args.path[:-3] if args.path.endswith(".h5") else args.path)
+    for path in save_plots(r, prefix):
+        print(path)
+    return 0
+
+
+COMMANDS = {"show": show, "status": status, "plot": plot}
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     for stream in (sys.stdout, sys.stderr):  # parameter names need not fit the locale
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(errors="backslashreplace")
-    if argv and argv[0] in ("show", "status"):
+    if argv and argv[0] in COMMANDS:
         try:
-            code = (show if argv[0] == "show" else status)(argv[1:])
+            code = COMMANDS[argv[0]](argv[1:])
             sys.stdout.flush()  # here, where a closed pipe can still be handled
             return code
         except BrokenPipeError:  # `show ... | head`: the reader has all it wanted
@@ -160,6 +185,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         except SpecError as e:
             sys.stderr.write(error_line(e))
             return 2
+        except ImportError as e:  # plot without matplotlib
+            sys.stderr.write(error_line(e))
+            return 1
         except Exception as e:  # noqa: BLE001 - StorageError and friends: one line
             sys.stderr.write(error_line(e))
             return 3
