@@ -17,7 +17,8 @@ import numpy as np
 from .results import Results, _choice
 from .space import Categorical
 
-MISSING_MATPLOTLIB = "plotting needs matplotlib: pip install 'mpitune[plot]'"
+MISSING_MATPLOTLIB = ("plotting needs matplotlib: pip install matplotlib (or, in mpitune's "
+                      "source tree, pip install '.[plot]')")
 STATE_COLOURS = {"complete": "C0", "pruned": "0.65", "failed": "C3", "running": "C2",
                  "interrupted": "C2"}
 

@@ -171,7 +171,8 @@ def test_plot_without_matplotlib_says_how_to_install(searched):
                          env=make_env(), timeout=60)
     assert res.returncode == 1, res.stderr
     assert error_lines(res.stderr) == [
-        "mpitune: error: plotting needs matplotlib: pip install 'mpitune[plot]'"]
+        "mpitune: error: plotting needs matplotlib: pip install matplotlib (or, in "
+        "mpitune's source tree, pip install '.[plot]')"]
     assert _digest(path) == before
 
 
