@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .results import Results, _choice
+from .results import Results, received_value
 from .space import Categorical
 
 MISSING_MATPLOTLIB = ("plotting needs matplotlib: pip install matplotlib (or, in mpitune's "
@@ -185,7 +185,7 @@ def choice_positions(dim: Categorical, column: np.ndarray) -> np.ndarray:
     """The index in ``dim.choices`` of each value of a categorical results column."""
     keys, inverse = np.unique(column.astype(str), return_inverse=True)
     firsts = np.unique(inverse, return_index=True)[1]
-    decoded = [_choice(dim, column[i]) for i in firsts]  # one per distinct choice
+    decoded = [received_value(dim, column[i]) for i in firsts]  # one per distinct choice
     positions = np.array([_position(dim.choices, v) for v in decoded], dtype=float)
     return positions[inverse] if len(keys) else np.empty(0)
 

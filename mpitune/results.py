@@ -63,7 +63,7 @@ class Results:
     def params(self, number: int) -> dict:
         """The parameters trial ``number`` ran with, as its objective received them
         (inactive conditional parameters left out, constants included)."""
-        out = {dim.name: _choice(dim, self.trials[dim.name][number])
+        out = {dim.name: received_value(dim, self.trials[dim.name][number])
                for dim, active in zip(self.space.dims, self.active[number]) if active}
         out.update(self.space.constants)
         return out
@@ -79,7 +79,7 @@ class Results:
         return f"Results('{self.path}': {len(self)} trials ({shown or 'none'}))"
 
 
-def _choice(dim, x):
+def received_value(dim, x):
     """A column value as the objective received it (JSON-encoded choices decoded; the
     float64 column of a conditional integer or boolean parameter back to its type)."""
     kind = dim.column_kind if isinstance(dim, Categorical) else dim.kind
