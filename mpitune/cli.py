@@ -19,7 +19,8 @@ settings: defaults < names defined in the spec file < these options.
 exit status: 0 search complete; 75 stopped before the budget (signal or --max-time):
 run the same command again to continue; 2 bad spec, space or setting; 3 results file
 problem; 1 other errors.
-analysis: python -m mpitune show RESULTS.h5, or mpitune.load(path) in Python.
+analysis: python -m mpitune show RESULTS.h5, python -m mpitune plot RESULTS.h5 (PNGs;
+needs matplotlib), or mpitune.load(path) in Python.
 job scripts: python -m mpitune status RESULTS.h5 exits 0 if the search is complete, 75
 if not."""
 
