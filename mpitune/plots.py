@@ -16,6 +16,7 @@ import numpy as np
 
 from .results import Results, received_value
 from .space import Categorical
+from .table import latest_points
 
 MISSING_MATPLOTLIB = ("plotting needs matplotlib: pip install matplotlib (or, in mpitune's "
                       "source tree, pip install '.[plot]')")
@@ -51,11 +52,8 @@ def best_so_far(results: Results) -> np.ndarray:
 def last_reported(results: Results) -> np.ndarray:
     """Each trial's last reported curve value in arrival order (nan if it reported none)."""
     out = np.full(len(results), np.nan)
-    trial = results.curves["trial"]
-    if len(trial):
-        reverse = trial[::-1]
-        numbers, first = np.unique(reverse, return_index=True)
-        out[numbers] = results.curves["value"][::-1][first]
+    numbers, latest = latest_points(results.curves["trial"])
+    out[numbers] = results.curves["value"][latest]
     return out
 
 

@@ -79,8 +79,6 @@ def tidy(values, tolerance=None):
         reach = [_TIDY_ULPS * math.ulp(a) for a in x]
     elif np.ndim(tolerance) == 0:
         reach = [float(tolerance)] * len(x)
-    elif np.shape(tolerance) == v.shape:
-        reach = np.ravel(tolerance).tolist()
     else:
         reach = np.broadcast_to(np.asarray(tolerance, dtype=float), v.shape).ravel().tolist()
     out = [_tidy_one(a, r, tolerance is not None) for a, r in zip(x, reach)]

@@ -14,6 +14,13 @@ FINISHED = (COMPLETE, FAILED, PRUNED, TIMEOUT)
 _FINISHED_MASK = np.isin(np.arange(len(STATES)), FINISHED)
 
 
+def latest_points(trials: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(trial numbers, index of each one's last point) of a curve's ``trial`` column in
+    arrival order."""
+    numbers, first = np.unique(trials[::-1], return_index=True)
+    return numbers, len(trials) - 1 - first
+
+
 def is_finished(states) -> np.ndarray:
     """Boolean mask of finished states (a table lookup: cheaper than np.isin)."""
     return _FINISHED_MASK[np.asarray(states, dtype=np.intp)]
@@ -136,10 +143,9 @@ class TrialTable:
         self.curve_step.extend(steps)
         self.curve_value.extend(values)
         self.curve_time.extend(times)
-        trials = self.curve_trial.data[start:]
-        if len(trials):
-            numbers, first = np.unique(trials[::-1], return_index=True)
-            latest = start + len(trials) - 1 - first
+        numbers, latest = latest_points(self.curve_trial.data[start:])
+        if len(numbers):
+            latest += start
             self.last_step.data[numbers] = self.curve_step.data[latest]
             self.last_value.data[numbers] = self.curve_value.data[latest]
 
