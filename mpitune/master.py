@@ -97,8 +97,9 @@ class Master:
         if lost:
             self.store.record({"k": "I", "n": sorted(lost)})
         if self.suggester.n_fallback:
-            log(f"{self.suggester.n_fallback} trials were Sobol' points handed out while the "
-                f"sampler was busy (trials too short for it)")
+            log(f"{self.suggester.n_fallback} trials were stand-in points (Sobol' points and "
+                f"steps from the best trials) handed out while the sampler was busy (trials "
+                f"too short for it)")
         if self.table.n_finished >= self.budget:
             return "complete", EXIT_COMPLETE  # also when a signal came after the last trial
         if self.signals:

@@ -13,8 +13,9 @@ Rank 0 must never hold the workers up. A model-based sampler (one that is not
 last call took at most half a trial (the workers keep running their current trials
 meanwhile) and at least as long has passed since (so it uses at most half of rank 0's
 time); the other points, such as the big chunks that workers of millisecond trials take,
-are Sobol' points, which cost nothing. With trials of seconds this never happens. The
-master keeps :attr:`Suggester.trial_seconds` up to date.
+are stand-ins that cost next to nothing (:mod:`mpitune.samplers._standin`: Sobol' points
+and Gaussian steps from the best trials so far). With trials of seconds this never
+happens. The master keeps :attr:`Suggester.trial_seconds` up to date.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ import numpy as np
 
 from .errors import SpecError
 from .progress import log
-from .samplers import History, Sampler, SobolSampler
+from .samplers import History, Sampler
+from .samplers._standin import StandInSampler
 from .space import Space
-from .table import INTERRUPTED, PRUNED, RUNNING, TrialTable, is_finished
+from .table import COMPLETE, INTERRUPTED, PRUNED, RUNNING, TrialTable, is_finished
 
 MODEL_SHARE_OF_RANK0 = 0.5  # at most this share of rank 0's time goes to a slow sampler
 
@@ -47,8 +49,8 @@ class Suggester:
         self.configs = np.empty((0, space.ndim)) if configs is None else configs
         self.fidelity = fidelity  # a pruner that says which losses the sampler models (BOHB)
         self.trial_seconds: float | None = None  # mean trial duration, from the master
-        self.n_fallback = 0  # points that came from the Sobol' stand-in
-        self._fallback: SobolSampler | None = None
+        self.n_fallback = 0  # points that came from the stand-in
+        self._fallback: StandInSampler | None = None
         self._calls = 0
         self._call_seconds = 0.0  # how long the sampler's last call took
         self._call_end = 0.0
@@ -88,6 +90,22 @@ class Suggester:
 
         return History(self.space, n_total=t.n + len(queue), load=load)
 
+    def standin_history(self, ahead: int = 0) -> History:
+        """Every trial (running ones without a loss), with final losses whatever the pruner:
+        what :class:`StandInSampler` ranks, without the copies :meth:`history` makes (it
+        runs once per chunk of very short trials). ``ahead`` points are about to be queued."""
+        t = self.table
+
+        def load() -> tuple:
+            state = t.state.data
+            pruned = state == PRUNED
+            loss = np.where(state == COMPLETE, self.sign * t.value.data, np.nan)
+            stop_step = np.where(pruned, t.last_step.data, np.nan)
+            stop_loss = np.where(pruned, self.sign * t.last_value.data, np.nan)
+            return t.unit.data, loss, state, None, stop_step, stop_loss
+
+        return History(self.space, n_total=t.n + len(self.queue) + ahead, load=load)
+
     def take(self, k: int) -> tuple[list[int], np.ndarray | None]:
         """Up to ``k`` trials: (numbers of interrupted trials to re-run, new points)."""
         rerun = [int(self.rerun.popleft()) for _ in range(min(k, len(self.rerun)))]
@@ -124,9 +142,8 @@ class Suggester:
             parts.append(points)
         if m < n:
             if self._fallback is None:
-                self._fallback = SobolSampler(self.sampler.seed)
-            filler = History(self.space, n_total=self.table.n + len(self.queue) + m,
-                             load=lambda: None)
+                self._fallback = StandInSampler(self.sampler.seed)
+            filler = self.standin_history(ahead=m)
             parts.append(self._fallback.suggest(n - m, filler))
             self.n_fallback += n - m
         points = np.vstack(parts)
@@ -142,7 +159,7 @@ class Suggester:
             return True
         if not self.n_fallback and spent > MODEL_SHARE_OF_RANK0 * self.trial_seconds:
             log(f"the sampler took {1e3 * spent:.3g} ms for its last batch and trials take "
-                f"{1e3 * self.trial_seconds:.3g} ms: batches come from Sobol' points while "
+                f"{1e3 * self.trial_seconds:.3g} ms: batches come from stand-in points while "
                 f"it would keep workers waiting")
         return False
 

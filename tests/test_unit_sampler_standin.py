@@ -1,0 +1,128 @@
+"""Unit tests of the stand-in points a model-based search gets while its model is too slow
+(mpitune.samplers._standin) and of the suggester handing them out."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mpitune.samplers import History, Sampler, SobolSampler
+from mpitune.samplers._base import rank_order
+from mpitune.samplers._standin import StandInSampler, best_rows
+from mpitune.space import Categorical, Integer, Real, Space
+from mpitune.suggester import Suggester
+from mpitune.table import COMPLETE, PRUNED, TrialTable
+
+REALS = Space({f"x{i}": Real(0, 1) for i in range(10)})
+MIXED = Space({"x": Real(0, 1), "lr": Real(1e-4, 1, log=True), "n": Integer(1, 9),
+               "c": Categorical(["a", "b", "c"]), "k": 3})
+
+
+def past(space: Space, m: int, seed: int = 0, n_total=None, **arrays) -> History:
+    rng = np.random.default_rng(seed)
+    x = space.snap(rng.random((m, space.ndim)))
+    loss = arrays.pop("loss", rng.random(m))
+    state = np.where(np.isfinite(loss), COMPLETE, PRUNED).astype(np.uint8)
+    return History(space, x=x, loss=loss, state=state, pending=np.empty((0, space.ndim)),
+                   n_total=m if n_total is None else n_total, **arrays)
+
+
+def test_too_few_results_give_the_sobol_points_of_those_indexes():
+    h = past(REALS, 9)
+    got = StandInSampler(seed=4).suggest(6, h)
+    np.testing.assert_array_equal(got, SobolSampler(4).suggest(6, h))
+
+
+def test_even_indexes_are_sobol_odd_ones_steps_from_the_best_trials():
+    h = past(REALS, 40, n_total=41)
+    got = StandInSampler(seed=4).suggest(8, h)
+    sobol = SobolSampler(4).suggest(8, h)
+    odd = (41 + np.arange(8)) % 2 == 1
+    np.testing.assert_array_equal(got[~odd], sobol[~odd])
+    best = np.argsort(h.loss)[:5]
+    others = np.argsort(h.loss)[5:]
+    for point in got[odd]:
+        # coordinates a step leaves alone are copied from its centre: one of the 5 best
+        assert any(np.any(point == h.x[b]) for b in best)
+        assert not any(np.any(point == h.x[o]) for o in others)
+    near = np.min(np.abs(got[odd][:, None, :] - h.x[best][None]).sum(-1), axis=1)
+    far = np.min(np.abs(sobol[odd][:, None, :] - h.x[best][None]).sum(-1), axis=1)
+    assert np.median(near) < 0.5 * np.median(far)
+
+
+def test_points_are_in_the_cube_snapped_and_deterministic():
+    h = past(MIXED, 30)
+    a = StandInSampler(seed=7).suggest(64, h)
+    b = StandInSampler(seed=7).suggest(64, h)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (64, MIXED.ndim) and np.all((a >= 0) & (a < 1))
+    steps = a[1::2]  # (indexes 31, 33, ...) at the cells of their integers and choices
+    np.testing.assert_array_equal(MIXED.snap(steps), steps)
+    assert not np.array_equal(a, StandInSampler(seed=7).suggest(64, past(MIXED, 30,
+                                                                         n_total=31)))
+    c = MIXED.names.index("c")  # a categorical that moves takes any choice
+    assert len(np.unique(steps[:, c])) == 3
+
+
+def test_a_centre_with_inactive_coordinates_gets_random_ones_there():
+    space = Space({"opt": Categorical(["sgd", "adam"]),
+                   "momentum": Real(0, 1, when={"opt": "sgd"})})
+    h = past(space, 20)
+    h.x[:, 1] = np.where(h.x[:, 0] < 0.5, h.x[:, 1], np.nan)
+    got = StandInSampler(seed=1).suggest(10, h)
+    assert not np.isnan(got).any() and np.all((got >= 0) & (got < 1))
+
+
+def test_best_rows_are_the_head_of_rank_order():
+    rng = np.random.default_rng(2)
+    m = 200
+    loss = np.where(rng.random(m) < 0.3, rng.random(m), np.nan)
+    stop_step = np.where(np.isnan(loss), rng.integers(1, 4, m), np.nan)
+    stop_loss = np.where(np.isnan(loss), rng.random(m), np.nan)
+    for k in (1, 5, 50, 100):  # fewer finals than k: pruned ones that got further next
+        assert set(best_rows(loss, stop_step, stop_loss, k)) == \
+            set(rank_order(loss, stop_step, stop_loss)[:k])
+
+
+def test_under_a_pruner_steps_start_from_the_trials_that_got_furthest():
+    m = 30
+    stop_step = np.r_[np.full(3, 9.0), np.full(m - 3, 1.0)]
+    h = past(REALS, m, loss=np.full(m, np.nan), stop_step=stop_step,
+             stop_loss=np.random.default_rng(3).random(m))
+    got = StandInSampler(seed=2, n_best=3).suggest(8, h)
+    for point in got[1::2]:
+        assert any(np.any(point == h.x[b]) for b in range(3))
+        assert not any(np.any(point == h.x[o]) for o in range(3, m))
+
+
+class SlowSampler(Sampler):
+    """Takes 30 ms per call and proposes the centre of the cube (easy to tell apart)."""
+
+    def suggest(self, n, history):
+        time.sleep(0.03)
+        return np.full((n, history.ndim), 0.5)
+
+
+def test_the_suggester_hands_out_stand_in_points_while_the_model_is_slow():
+    space = Space({"a": Real(0, 1), "b": Real(0, 1)})
+    sampler = SlowSampler(seed=1)
+    sampler.bind(space, 1)
+    table = TrialTable(space.ndim)
+    sugg = Suggester(sampler, space, table, 4, "maximize")
+    for _ in range(4):
+        new = sugg.take(4)[1]
+        table.add(new)
+    rng = np.random.default_rng(0)
+    table.add(rng.random((12, 2)))
+    values = rng.random(table.n)
+    table.finish(np.arange(table.n), np.full(table.n, COMPLETE), values, np.zeros(table.n),
+                 np.ones(table.n))
+    sugg.trial_seconds = 0.01  # 30 ms per batch would keep the workers waiting
+    expected = StandInSampler(1).suggest(6, sugg.standin_history())
+    got = sugg.take(6)[1]
+    assert sugg.n_fallback == 6 and not np.any(got == 0.5)
+    np.testing.assert_array_equal(got, expected)
+    best = table.unit.data[np.argsort(-values)[:5]]  # maximised: the highest values
+    assert all(np.any(np.all(np.isclose(p, best, atol=0.9), axis=1)) for p in got[1::2])
+    assert not np.array_equal(got, SobolSampler(1).suggest(6, sugg.history()))
