@@ -126,3 +126,14 @@ def test_the_suggester_hands_out_stand_in_points_while_the_model_is_slow():
     best = table.unit.data[np.argsort(-values)[:5]]  # maximised: the highest values
     assert all(np.any(np.all(np.isclose(p, best, atol=0.9), axis=1)) for p in got[1::2])
     assert not np.array_equal(got, SobolSampler(1).suggest(6, sugg.history()))
+
+
+def test_a_step_never_lands_on_its_centre_in_a_discrete_space():
+    space = Space({"a": Integer(1, 9), "b": Integer(1, 9), "c": Categorical(["x", "y"])})
+    h = past(space, 40)
+    got = StandInSampler(seed=5).suggest(400, h)
+    sobol = SobolSampler(5).suggest(400, h)
+    steps = got[1::2][np.any(got[1::2] != sobol[1::2], axis=1)]
+    assert len(steps) > 50  # most rows are steps, some fell back to their Sobol' point
+    best = space.snap(h.x[np.argsort(h.loss)[:5]])
+    assert not np.any(np.all(steps[:, None, :] == best[None], axis=2))

@@ -43,7 +43,9 @@ class StandInSampler(Sampler):
     ranked, else the Sobol' point of that index. A step moves each coordinate with
     probability ``min(1, 4 / d)`` (at least one) by a normal draw whose scale is drawn
     log-uniformly from 1e-3 to 0.3 of the range; a categorical that moves takes a random
-    choice. Deterministic for a seed and a history.
+    choice; a step that lands on the configuration of one of the best trials (small steps
+    of integers and choices) is dropped for the Sobol' point. Deterministic for a seed and
+    a history.
     """
 
     name = "stand-in"
@@ -80,7 +82,13 @@ class StandInSampler(Sampler):
         categorical = np.array([isinstance(dim, Categorical) for dim in history.space.dims])
         redraw = moved & categorical
         step[redraw] = rng.random(int(redraw.sum()))
-        points[local] = history.space.snap(step)
+        step = history.space.snap(step)
+        # a step that stays in the cells of its centre (integers, choices), or lands on
+        # another of the best trials, would run that configuration again: such rows keep
+        # their Sobol' point
+        tops = history.space.snap(history.x[best])
+        same = np.any(np.all(step[:, None, :] == tops[None], axis=2), axis=1)
+        points[local[~same]] = step[~same]
         return points
 
     def __repr__(self) -> str:
