@@ -1,18 +1,16 @@
 """Unit tests of the stand-in points a model-based search gets while its model is too slow
-(mpitune.samplers._standin) and of the suggester handing them out."""
+(mpitune.samplers._standin); the suggester handing them out is tested in
+test_unit_samplers.py."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from mpitune.samplers import History, Sampler, SobolSampler
+from mpitune.samplers import History, SobolSampler
 from mpitune.samplers._base import rank_order
 from mpitune.samplers._standin import StandInSampler, best_rows
 from mpitune.space import Categorical, Integer, Real, Space
-from mpitune.suggester import Suggester
-from mpitune.table import COMPLETE, PRUNED, TrialTable
+from mpitune.table import COMPLETE, PRUNED
 
 REALS = Space({f"x{i}": Real(0, 1) for i in range(10)})
 MIXED = Space({"x": Real(0, 1), "lr": Real(1e-4, 1, log=True), "n": Integer(1, 9),
@@ -94,38 +92,6 @@ def test_under_a_pruner_steps_start_from_the_trials_that_got_furthest():
     for point in got[1::2]:
         assert any(np.any(point == h.x[b]) for b in range(3))
         assert not any(np.any(point == h.x[o]) for o in range(3, m))
-
-
-class SlowSampler(Sampler):
-    """Takes 30 ms per call and proposes the centre of the cube (easy to tell apart)."""
-
-    def suggest(self, n, history):
-        time.sleep(0.03)
-        return np.full((n, history.ndim), 0.5)
-
-
-def test_the_suggester_hands_out_stand_in_points_while_the_model_is_slow():
-    space = Space({"a": Real(0, 1), "b": Real(0, 1)})
-    sampler = SlowSampler(seed=1)
-    sampler.bind(space, 1)
-    table = TrialTable(space.ndim)
-    sugg = Suggester(sampler, space, table, 4, "maximize")
-    for _ in range(4):
-        new = sugg.take(4)[1]
-        table.add(new)
-    rng = np.random.default_rng(0)
-    table.add(rng.random((12, 2)))
-    values = rng.random(table.n)
-    table.finish(np.arange(table.n), np.full(table.n, COMPLETE), values, np.zeros(table.n),
-                 np.ones(table.n))
-    sugg.trial_seconds = 0.01  # 30 ms per batch would keep the workers waiting
-    expected = StandInSampler(1).suggest(6, sugg.standin_history())
-    got = sugg.take(6)[1]
-    assert sugg.n_fallback == 6 and not np.any(got == 0.5)
-    np.testing.assert_array_equal(got, expected)
-    best = table.unit.data[np.argsort(-values)[:5]]  # maximised: the highest values
-    assert all(np.any(np.all(np.isclose(p, best, atol=0.9), axis=1)) for p in got[1::2])
-    assert not np.array_equal(got, SobolSampler(1).suggest(6, sugg.history()))
 
 
 def test_a_step_never_lands_on_its_centre_in_a_discrete_space():

@@ -22,6 +22,7 @@ from mpitune.samplers import (
     make_sampler,
 )
 from mpitune.samplers._base import rank_order
+from mpitune.samplers._standin import StandInSampler
 from mpitune.space import Categorical, Integer, Real, Space
 from mpitune.suggester import Suggester
 from mpitune.table import COMPLETE, FAILED, INTERRUPTED, PRUNED, RUNNING, TrialTable
@@ -396,12 +397,16 @@ class SlowSampler(Sampler):
         return np.full((n, history.ndim), 0.5)
 
 
-def test_a_slow_sampler_gives_way_to_sobol_for_short_trials():
+def slow_suggester(direction: str = "minimize") -> tuple[Space, TrialTable, Suggester]:
     space = Space({"a": Real(0, 1), "b": Real(0, 1)})
     sampler = SlowSampler(seed=1)
     sampler.bind(space, 1)
     table = TrialTable(space.ndim)
-    sugg = Suggester(sampler, space, table, 4, "minimize")
+    return space, table, Suggester(sampler, space, table, 4, direction)
+
+
+def test_a_slow_sampler_gives_way_to_sobol_for_short_trials():
+    space, table, sugg = slow_suggester()
     for _ in range(2):  # the first call is not timed (imports); the second is
         table.add(sugg.take(4)[1])
     assert sugg.n_fallback == 0
@@ -414,3 +419,21 @@ def test_a_slow_sampler_gives_way_to_sobol_for_short_trials():
     sugg.trial_seconds = 1.0  # long trials: the sampler is asked again, once as long as
     time.sleep(0.035)          # its last call has passed since (half of rank 0's time)
     assert np.all(sugg.take(4)[1] == 0.5) and sugg.n_fallback == 4
+
+
+def test_the_suggester_hands_out_stand_in_points_while_the_model_is_slow():
+    space, table, sugg = slow_suggester("maximize")
+    for _ in range(4):
+        table.add(sugg.take(4)[1])
+    table.add(np.random.default_rng(0).random((12, 2)))
+    values = np.random.default_rng(1).random(table.n)
+    table.finish(np.arange(table.n), np.full(table.n, COMPLETE), values, np.zeros(table.n),
+                 np.ones(table.n))
+    sugg.trial_seconds = 0.01  # 30 ms per batch would keep the workers waiting
+    got = sugg.take(6)[1]
+    assert sugg.n_fallback == 6 and not np.any(got == 0.5)
+    # ranked by the final values, maximised; trial 28 is next
+    seen = History(space, x=table.unit.data, loss=-values, state=table.state.data,
+                   pending=np.empty((0, 2)), n_total=table.n)
+    np.testing.assert_array_equal(got, StandInSampler(1).suggest(6, seen))
+    assert not np.array_equal(got[1::2], SobolSampler(1).suggest(6, seen)[1::2])
