@@ -489,6 +489,17 @@ class Categorical(Dimension):
         table[:] = self.choices
         return table[self.index(u)]
 
+    def snap(self, u):
+        """As :meth:`Dimension.snap`, on the indices alone: the choices are distinct, so a
+        round trip through the user values (JSON keys per value) would give the same."""
+        import numpy as np
+
+        u = np.asarray(u, dtype=float)
+        out = u.copy()
+        ok = ~np.isnan(u)
+        out[ok] = (self.index(np.clip(u[ok], 0.0, 1.0)) + 0.5) / self.size
+        return out
+
     def to_unit(self, values):
         import numpy as np
 

@@ -177,6 +177,51 @@ def test_inactive_coordinates_are_tolerated():
     assert np.all(np.isfinite(points)) and np.all((points >= 0) & (points < 1))
 
 
+
+def one_hot_sqdist(space: Space, a: np.ndarray, b: np.ndarray, inv_ls2: np.ndarray):
+    """Reference: squared scaled distances with every categorical as a one-hot block whose
+    columns weigh 1/2 (nan: all zeros), numbers as 0.5 when nan, integers at cell centres."""
+    def features(unit):
+        snapped = space.snap(unit)
+        cols, weights = [], []
+        for j, dim in enumerate(space.dims):
+            u = snapped[:, j]
+            if isinstance(dim, Categorical):
+                onehot = np.zeros((len(u), dim.size))
+                ok = ~np.isnan(u)
+                onehot[np.flatnonzero(ok), dim.index(u[ok])] = 1.0
+                cols.append(onehot)
+                weights += [0.5 * inv_ls2[j]] * dim.size
+            else:
+                cols.append(np.where(np.isnan(u), 0.5, u)[:, None])
+                weights.append(inv_ls2[j])
+        return np.hstack(cols) * np.sqrt(weights)
+    fa, fb = features(a), features(b)
+    return ((fa[:, None, :] - fb[None, :, :]) ** 2).sum(-1)
+
+
+def test_categorical_distances_are_those_of_one_hot_blocks_without_building_them():
+    """The kernel sees a categorical as a one-hot block (Hamming distance, "no choice" half
+    way), but its features hold one column per categorical whatever its number of choices:
+    a 3,000-choice parameter costs no more than a 3-choice one."""
+    space = Space({"x": Real(0, 1), "big": Categorical(list(range(3000))), "n": Integer(1, 9),
+                   "c": Categorical(list("abc"))})
+    rng = np.random.default_rng(5)
+    a, b = space.snap(rng.random((12, 4))), space.snap(rng.random((9, 4)))
+    b[:4, 1] = a[:4, 1]  # some equal choices
+    a[::3, 1], b[::2, 3], a[1, 3], b[1, 3] = np.nan, np.nan, np.nan, np.nan
+    inv_ls2 = np.array([3.0, 0.7, 5.0, 2.0])
+    feats = _Features(space)
+    metric = feats.metric(inv_ls2)
+    assert feats.encode(a).shape == (12, 4)
+    r2 = metric.sqdist(feats.scaled(a, metric), feats.scaled(b, metric))
+    np.testing.assert_allclose(r2, one_hot_sqdist(space, a, b, inv_ls2), rtol=1e-12)
+    by_dim = feats.sqdist_by_dim(feats.encode(a))
+    np.testing.assert_allclose(np.tensordot(inv_ls2, by_dim, 1),
+                               one_hot_sqdist(space, a, a, inv_ls2), rtol=1e-12, atol=1e-15)
+    points = fresh(space=space).suggest(2, fitted(space, 25))
+    np.testing.assert_array_equal(points, space.snap(points))
+
 def test_failed_trials_are_tolerated_and_avoided():
     h = fitted(CUBE, 20)
     loss = h.loss.copy()
@@ -228,9 +273,9 @@ def test_log_ei_gradient_matches_finite_differences():
     feats = _Features(CUBE)
     rng = np.random.default_rng(0)
     x = rng.random((15, 3))
-    scales = feats.scales(np.array([4.0, 9.0, 1.0]))
-    gp = _Posterior(feats.encode(x) * scales, (quadratic(x) - 0.3) * 5, 1.0, 1e-4)
-    z = feats.encode(rng.random((4, 3))) * scales
+    metric = feats.metric(np.array([4.0, 9.0, 1.0]))
+    gp = _Posterior(feats.scaled(x, metric), (quadratic(x) - 0.3) * 5, 1.0, 1e-4, metric)
+    z = feats.scaled(rng.random((4, 3)), metric)
     cols = np.arange(3)
     value, grad = gp.log_ei(z, -1.0, cols)
     eps = 1e-6

@@ -146,6 +146,16 @@ def test_categorical_endpoints():
         ["a", "c", "c"]
 
 
+
+def test_categorical_snap_is_the_round_trip_through_the_choices():
+    """``snap`` works on indices alone (fast for thousands of choices) and gives what the
+    round trip unit -> choice -> unit gives, for choices of every JSON type."""
+    dim = Space({"c": Categorical(MIXED + [1.5, False, [1], {"k": [2]}, "2"])}).dims[0]
+    u = np.concatenate([grid(3 * dim.size), np.random.default_rng(0).random(500), [1.0]])
+    round_trip = dim.to_unit(dim.to_user(np.clip(u, 0.0, 1.0)))
+    np.testing.assert_array_equal(dim.snap(u), round_trip)
+    np.testing.assert_array_equal(np.isnan(dim.snap([np.nan, 0.2])), [True, False])
+
 # ---- Space: rows, round trip ---------------------------------------------------------
 
 

@@ -10,10 +10,13 @@ move one step at a time while that improves.
 
 Types: an integer enters the kernel at the centre of its cell, so the model never
 distinguishes two points that run the same configuration; a categorical enters as a
-one-hot block (a Hamming-distance term with its own length scale). A coordinate that is
-``nan`` (an inactive conditional parameter) enters as 0.5 for numbers and as "no choice"
-(an all-zero one-hot) for categoricals. Failed and pruned trials (``nan`` loss) count as
-the worst loss seen so far: the search then avoids them without leaving the region.
+Hamming-distance term with its own length scale (the distance of one-hot vectors, computed
+from the choice indices: a one-hot block would cost memory and time in proportion to the
+number of choices, 3 GB and 13 s per suggestion for one of 2,000 choices). A coordinate
+that is ``nan`` (an inactive conditional parameter) enters as 0.5 for numbers and as "no
+choice" for categoricals (half the distance of two different choices). Failed and pruned
+trials (``nan`` loss) count as the worst loss seen so far: the search then avoids them
+without leaving the region.
 
 Batches: trials still running enter the model as fantasies whose outcome is the posterior
 mean (a Kriging believer). That leaves the mean unchanged and shrinks the variance around
@@ -93,10 +96,11 @@ def log_h(z: np.ndarray) -> np.ndarray:
 
 
 class _Features:
-    """Maps unit-cube rows to kernel features: numbers (integers at their cell centres,
-    nan as 0.5) then one one-hot block per categorical (nan as all zeros). ``group[c]`` is
-    the dimension of feature column ``c``; one-hot columns count half, so that two
-    different choices are at squared distance 1 in their dimension."""
+    """Maps unit-cube rows to kernel features: the numbers (integers at their cell centres,
+    nan as 0.5), then one column per categorical holding the choice's index (nan as -1).
+    Distances between features: squared differences of the (scaled) numbers, plus per
+    categorical its weight times 0 (same choice), 1 (different choices) or 0.5 (one of the
+    two has none): what one-hot blocks with columns of weight 1/2 would give."""
 
     def __init__(self, space: Space) -> None:
         self.space = space
@@ -105,39 +109,64 @@ class _Features:
         self.integer = [j for j, dim in enumerate(dims) if isinstance(dim, Integer)]
         self.real = [j for j in self.numeric if j not in self.integer]
         self.categorical = [j for j, dim in enumerate(dims) if isinstance(dim, Categorical)]
-        group = list(self.numeric)
-        for j in self.categorical:
-            group += [j] * dims[j].size
-        self.group = np.array(group, dtype=np.intp)
-        self.weight = np.where(np.arange(len(group)) < len(self.numeric), 1.0, 0.5)
         self.real_columns = np.array([self.numeric.index(j) for j in self.real], dtype=np.intp)
-        # the (n, nf, d) indicator that sums feature columns into their dimensions
-        self.to_dims = np.zeros((len(group), space.ndim))
-        self.to_dims[np.arange(len(group)), self.group] = self.weight
 
     def encode(self, unit: np.ndarray) -> np.ndarray:
         unit = np.asarray(unit, dtype=float)
         numbers = unit[:, self.numeric]
         if self.integer:
             numbers = self.space.snap(unit)[:, self.numeric]
-        blocks = [np.where(np.isnan(numbers), 0.5, numbers)]
-        for j in self.categorical:
-            dim = self.space.dims[j]
+        out = np.empty((len(unit), len(self.numeric) + len(self.categorical)))
+        out[:, :len(self.numeric)] = np.where(np.isnan(numbers), 0.5, numbers)
+        for c, j in enumerate(self.categorical, start=len(self.numeric)):
             u = unit[:, j]
             ok = ~np.isnan(u)
-            onehot = np.zeros((len(u), dim.size))
-            onehot[np.flatnonzero(ok), dim.index(np.clip(u[ok], 0.0, 1.0))] = 1.0
-            blocks.append(onehot)
-        return np.hstack(blocks)
+            out[:, c] = -1.0
+            out[ok, c] = self.space.dims[j].index(np.clip(u[ok], 0.0, 1.0))
+        return out
 
     def sqdist_by_dim(self, f: np.ndarray) -> np.ndarray:
-        """(d, n, n) squared differences of the rows of ``f``, summed per dimension."""
-        diff = f[:, None, :] - f[None, :, :]
-        return np.moveaxis((diff * diff) @ self.to_dims, 2, 0)
+        """(d, n, n) squared distances of the rows of ``f`` in each dimension."""
+        p = len(self.numeric)
+        out = np.empty((len(f), len(f), self.space.ndim))  # returned as a (d, n, n) view
+        diff = f[:, None, :p] - f[None, :, :p]
+        out[:, :, self.numeric] = diff * diff
+        for c, j in enumerate(self.categorical, start=p):
+            out[:, :, j] = _mismatch(f[:, c], f[:, c])
+        return np.moveaxis(out, 2, 0)
 
-    def scales(self, inv_ls2: np.ndarray) -> np.ndarray:
-        """Per-feature multipliers: scaled features have unit length scale."""
-        return np.sqrt(inv_ls2[self.group] * self.weight)
+    def metric(self, inv_ls2: np.ndarray) -> _Metric:
+        """The distance of the kernel for inverse squared length scales ``inv_ls2``."""
+        return _Metric(np.sqrt(inv_ls2[self.numeric]), inv_ls2[self.categorical])
+
+    def scaled(self, unit: np.ndarray, metric: _Metric) -> np.ndarray:
+        """Features whose numbers are in length-scale units (see :class:`_Metric`)."""
+        f = self.encode(unit)
+        f[:, :len(metric.scales)] *= metric.scales
+        return f
+
+
+def _mismatch(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) Hamming distances of choice indices (-1: none, half a mismatch)."""
+    a, b = a[:, None], b[None, :]
+    return np.where(a == b, 0.0, np.where((a < 0) | (b < 0), 0.5, 1.0))
+
+
+class _Metric:
+    """Squared scaled distance between features whose numbers are already multiplied by
+    ``scales`` (1 / length scale): their squared Euclidean distance, plus ``weights`` (1 /
+    squared length scale) times the mismatch of each categorical column."""
+
+    def __init__(self, scales: np.ndarray, weights: np.ndarray) -> None:
+        self.scales, self.weights = scales, weights
+
+    def sqdist(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        from scipy.spatial.distance import cdist
+        p = len(self.scales)
+        r2 = cdist(a[:, :p], b[:, :p], "sqeuclidean") if p else np.zeros((len(a), len(b)))
+        for c, w in enumerate(self.weights, start=p):
+            r2 += w * _mismatch(a[:, c], b[:, c])
+        return r2
 
 
 def fit_hyperparameters(d2: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -181,14 +210,15 @@ def fit_hyperparameters(d2: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 class _Posterior:
-    """A GP conditioned on scaled features ``z`` with standardised targets ``y``."""
+    """A GP conditioned on scaled features ``z`` (distances by ``metric``) with
+    standardised targets ``y``."""
 
-    def __init__(self, z: np.ndarray, y: np.ndarray, scale: float, noise: float) -> None:
+    def __init__(self, z: np.ndarray, y: np.ndarray, scale: float, noise: float,
+                 metric: _Metric) -> None:
         from scipy import linalg
-        from scipy.spatial.distance import cdist
-        self.z, self.y, self.scale, self.noise = z, y, scale, noise
+        self.z, self.y, self.scale, self.noise, self.metric = z, y, scale, noise, metric
         self.beta: Optional[float] = None  # see :meth:`acquire`
-        k = matern52(cdist(z, z, "sqeuclidean"), scale, derivative=False)
+        k = matern52(metric.sqdist(z, z), scale, derivative=False)
         factor = linalg.cho_factor(k + (noise + 1e-9) * np.eye(len(y)), lower=True,
                                    check_finite=False)
         self.factor = factor
@@ -202,17 +232,15 @@ class _Posterior:
 
     def believe(self, z: np.ndarray) -> _Posterior:
         """This posterior with fantasies at ``z`` whose outcome is the current mean."""
-        from scipy.spatial.distance import cdist
-        k = matern52(cdist(z, self.z, "sqeuclidean"), self.scale, derivative=False)
+        k = matern52(self.metric.sqdist(z, self.z), self.scale, derivative=False)
         mean = k @ self.alpha
         return _Posterior(np.vstack([self.z, z]), np.concatenate([self.y, mean]), self.scale,
-                          self.noise)
+                          self.noise, self.metric)
 
     def predict(self, z: np.ndarray, columns: Optional[np.ndarray] = None) -> tuple:
         """Mean and variance at ``z``; with ``columns``, also their gradients with respect to
         those feature columns."""
-        from scipy.spatial.distance import cdist
-        r2 = cdist(z, self.z, "sqeuclidean")
+        r2 = self.metric.sqdist(z, self.z)
         if columns is None:
             k = matern52(r2, self.scale, derivative=False)
         else:
@@ -424,22 +452,22 @@ class GPSampler(Sampler):
         x, loss = np.asarray(history.x, dtype=float), np.asarray(history.loss, dtype=float)
         params, power = self._hyperparameters(feats, x, loss)
         d = space.ndim
-        scales = feats.scales(np.exp(params[:d]))
+        metric = feats.metric(np.exp(params[:d]))
         y = _impute(loss)
         rows = self._subset(y, rng)
         x, y = x[rows], warp(y[rows], power)[0]
-        gp = _Posterior(feats.encode(x) * scales, y, math.exp(params[d]),
-                        math.exp(params[d + 1]))
+        gp = _Posterior(feats.scaled(x, metric), y, math.exp(params[d]),
+                        math.exp(params[d + 1]), metric)
         if len(pending):
-            gp = gp.believe(feats.encode(pending) * scales)
+            gp = gp.believe(feats.scaled(pending, metric))
         incumbents = np.where(np.isnan(x), 0.5, x)[np.argsort(y, kind="stable")[:5]]
         out = np.empty((n, d))
         for i in range(n):
             # the believed outcomes count: a point whose mean beats the best is taken once
             gp.beta = _EXPLORE_BETA if self._explores(index + i) else None
-            out[i] = _maximise(gp, float(np.min(gp.y)), feats, scales, incumbents, rng)
+            out[i] = _maximise(gp, float(np.min(gp.y)), feats, incumbents, rng)
             if i + 1 < n:
-                gp = gp.believe(feats.encode(out[i:i + 1]) * scales)
+                gp = gp.believe(feats.scaled(out[i:i + 1], metric))
         return out
 
 
@@ -456,33 +484,34 @@ def _candidates(space: Space, incumbents: np.ndarray, rng: np.random.Generator,
     return space.snap(points)
 
 
-def _maximise(gp: _Posterior, best: float, feats: _Features, scales: np.ndarray,
-              incumbents: np.ndarray, rng: np.random.Generator, n_starts: int = 4) -> np.ndarray:
+def _maximise(gp: _Posterior, best: float, feats: _Features, incumbents: np.ndarray,
+              rng: np.random.Generator, n_starts: int = 4) -> np.ndarray:
     """The point of the unit cube with the highest acquisition (see
     :meth:`_Posterior.acquire`) that we can find."""
     space = feats.space
     cand = _candidates(space, incumbents, rng)
-    score = gp.acquire(feats.encode(cand) * scales, best)
+    score = gp.acquire(feats.scaled(cand, gp.metric), best)
     top = np.argsort(-score, kind="stable")[:n_starts]
     points, score = cand[top], score[top]
     if feats.real:
-        points, score = _polish_real(gp, best, feats, scales, points)
+        points, score = _polish_real(gp, best, feats, points)
     i = int(np.argmax(score))
     point = points[i]
     if feats.integer or feats.categorical:
-        point = _polish_discrete(gp, best, feats, scales, point, score[i])
+        point = _polish_discrete(gp, best, feats, point, score[i])
     return np.minimum(point, _BELOW_ONE)
 
 
-def _polish_real(gp: _Posterior, best: float, feats: _Features, scales: np.ndarray,
-                 points: np.ndarray, maxiter: int = 15) -> tuple[np.ndarray, np.ndarray]:
+def _polish_real(gp: _Posterior, best: float, feats: _Features, points: np.ndarray,
+                 maxiter: int = 15) -> tuple[np.ndarray, np.ndarray]:
     """L-BFGS-B on the real coordinates of all starts at once (their log EIs summed: the
     starts are independent, so the gradient separates). It works on the scaled features
     (coordinate / length scale), where the acquisition is about equally curved in every
     direction: far fewer iterations than in the unit cube."""
     from scipy import optimize
     cols = feats.real_columns
-    z = feats.encode(points) * scales
+    scales = gp.metric.scales
+    z = feats.scaled(points, gp.metric)
     before = gp.acquire(z, best)
 
     def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
@@ -498,13 +527,13 @@ def _polish_real(gp: _Posterior, best: float, feats: _Features, scales: np.ndarr
     out = points.copy()
     out[:, feats.real] = np.clip(res.x.reshape(len(points), len(cols)) / scales[cols], 0.0,
                                  _BELOW_ONE)
-    final = gp.acquire(feats.encode(out) * scales, best)
+    final = gp.acquire(feats.scaled(out, gp.metric), best)
     keep = final >= before
     return np.where(keep[:, None], out, points), np.where(keep, final, before)
 
 
-def _polish_discrete(gp: _Posterior, best: float, feats: _Features, scales: np.ndarray,
-                     point: np.ndarray, score: float, rounds: int = 3) -> np.ndarray:
+def _polish_discrete(gp: _Posterior, best: float, feats: _Features, point: np.ndarray,
+                     score: float, rounds: int = 3) -> np.ndarray:
     """Move one integer by one step or change one choice while log EI improves."""
     dims = feats.space.dims
     cols, values = [], []
@@ -523,7 +552,7 @@ def _polish_discrete(gp: _Posterior, best: float, feats: _Features, scales: np.n
         rows = np.arange(len(cols))
         trial[rows, cols] = np.where(rows < relative, trial[rows, cols] + values, values)
         trial = feats.space.snap(np.clip(trial, 0.0, _BELOW_ONE))
-        value = gp.acquire(feats.encode(trial) * scales, best)
+        value = gp.acquire(feats.scaled(trial, gp.metric), best)
         i = int(np.argmax(value))
         if value[i] <= score:
             break
