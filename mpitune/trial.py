@@ -42,7 +42,7 @@ class Trial:
     """
 
     __slots__ = ("_number", "_params", "_rank", "_host", "_device", "_gpu", "_link",
-                 "_pruned", "_thread", "_running")
+                 "_pruned", "_thread", "_running", "_shielded", "_deferred")
 
     number = _read_only("number", "the trial's number, unique in the results file (its row)")
     params = _read_only("params", "the dict passed to the objective")
@@ -58,6 +58,8 @@ class Trial:
         self._pruned = False
         self._thread: int | None = threading.get_ident()  # may report; None once ended
         self._running = False  # True while run_trial runs the objective: it may be stopped
+        self._shielded = False  # True while mpitune's own code runs inside report()
+        self._deferred: BaseException | None = None  # a stop that arrived meanwhile
 
     def _check_caller(self, method: str) -> None:
         """Only the thread that runs the objective may talk to rank 0, and only while the
@@ -88,8 +90,10 @@ class Trial:
         step = float(step)
         if not math.isfinite(step):
             raise ValueError(f"trial.report: step must be finite, got {step!r}")
-        self._link.report(self._number, step, value)
-        if self._link.should_stop(self._number):
+        with self._shield():
+            self._link.report(self._number, step, value)
+            stop = self._link.should_stop(self._number)
+        if stop:
             self._pruned = True
             raise TrialPruned(f"trial {self._number} pruned at step {step:g}")
 
@@ -98,9 +102,34 @@ class Trial:
         check rather than catch :class:`mpitune.TrialPruned`). Like :meth:`report`, only
         from the objective's thread while the trial runs (else RuntimeError)."""
         self._check_caller("should_stop")
-        stop = self._link.should_stop(self._number)
+        with self._shield():
+            stop = self._link.should_stop(self._number)
         self._pruned = self._pruned or stop
         return stop
+
+    @contextlib.contextmanager
+    def _shield(self):
+        """Hold back a timeout or interrupt (see :meth:`_stop`) while mpitune's own code
+        runs on the objective's behalf, and raise it when that code is done: raised in
+        the middle, it would cut a message in half (a request dropped while its send is in
+        flight, a message received and lost), or a curve row between its columns."""
+        self._shielded = True
+        try:
+            yield
+        finally:
+            self._shielded = False
+            deferred, self._deferred = self._deferred, None
+            if deferred is not None:
+                raise deferred
+
+    def _stop(self, exc: BaseException) -> None:
+        """Raise ``exc`` (a timeout, an interrupt) in the objective: from a signal handler,
+        at once, unless mpitune's code is running inside :meth:`report` (then when it
+        returns, see :meth:`_shield`)."""
+        if not self._shielded:
+            raise exc
+        if self._deferred is None:
+            self._deferred = exc
 
     @property
     def checkpoint_dir(self) -> str:
@@ -240,9 +269,10 @@ def _as_value(out: Any) -> tuple[float, dict[str, float]]:
 
 
 @contextlib.contextmanager
-def time_limit(seconds: float | None):
-    """Raise :class:`TrialTimedOut` in the body after ``seconds`` (SIGALRM): Python code
-    stops at once, a long call into C stops when it returns to Python. The handler only
+def time_limit(seconds: float | None, trial: Trial):
+    """Raise :class:`TrialTimedOut` in the body after ``seconds`` (SIGALRM) through
+    ``trial._stop``: Python code stops at once, a long call into C when it returns to
+    Python, mpitune's code inside ``trial.report`` when it is done. The handler only
     raises while the body runs, so a late signal cannot hit the caller."""
     if not seconds or threading.current_thread() is not threading.main_thread():
         yield
@@ -251,7 +281,7 @@ def time_limit(seconds: float | None):
 
     def expire(signum, frame):
         if armed:
-            raise TrialTimedOut(f"trial ran past trial_timeout = {seconds:g} s")
+            trial._stop(TrialTimedOut(f"trial ran past trial_timeout = {seconds:g} s"))
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -277,7 +307,7 @@ def run_trial(objective: Callable, trial: Trial, outcomes: Outcomes, where: str,
     try:
         try:
             trial._thread, trial._running = threading.get_ident(), True
-            with time_limit(timeout):
+            with time_limit(timeout, trial):
                 result = _as_value(objective(trial.params, trial))
         finally:
             trial._thread, trial._running = None, False

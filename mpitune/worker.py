@@ -122,7 +122,8 @@ class Worker:
     def _on_interrupt(self, signum, frame) -> None:
         if self.in_trial:
             self.interrupt_at = 0.0
-            raise TrialInterrupted("interrupted: the search was stopped by a signal")
+            self.current._stop(TrialInterrupted("interrupted: the search was stopped by a "
+                                                "signal"))
 
     @property
     def in_trial(self) -> bool:
@@ -197,7 +198,7 @@ class Worker:
 
     def _await_verdict(self, number: int) -> None:
         """Wait until rank 0 says whether trial ``number`` goes on past this rung; a stop
-        (signal, grace period over) ends the wait too."""
+        (signal, grace period over, the trial's timeout) ends the wait too."""
         backoff = P.Backoff()
         while True:
             self._drain()
@@ -206,7 +207,8 @@ class Worker:
                 del self.decisions[number]
                 return
             if verdict is not None or self.stop is not None \
-                    or time.monotonic() >= self.interrupt_at:
+                    or time.monotonic() >= self.interrupt_at \
+                    or self.current._deferred is not None:  # a timeout waits for us
                 return
             backoff.pause()
 
@@ -229,4 +231,4 @@ class Worker:
             self._arm_interrupter(grace)
         elif self.in_trial:
             self.interrupt_at = 0.0
-            raise TrialInterrupted("interrupted by a second signal")
+            self.current._stop(TrialInterrupted("interrupted by a second signal"))

@@ -357,6 +357,42 @@ def test_trial_timeout_stores_a_hung_trial_as_timeout(tmp_path, spec, run, ranks
     assert 0.4 < r["duration"][2] < 5.0
 
 
+
+@pytest.mark.parametrize("ranks", [None, 3])
+def test_timeouts_that_hit_reports_leave_every_curve_whole(tmp_path, spec, run, ranks):
+    """A trial_timeout of 2 ms against an objective that does nothing but report: the
+    timer lands inside mpitune's own code in report() again and again (mid-send, mid-
+    receive, between a curve row's columns). Each trial is a timeout, and the file holds
+    every curve whole: columns of one length, steps 0, 1, ... without a gap."""
+    if ranks and MPIEXEC is None:
+        pytest.skip("no mpiexec")
+    path = tmp_path / "tight.h5"
+    tight = spec("""
+        from mpitune import Real
+
+        space = {"x": Real(0.0, 1.0)}
+
+
+        def objective(params, trial):
+            step = 0
+            while True:
+                trial.report(step, params["x"])
+                step += 1
+        """)
+    res = run(ranks, [tight, "--storage", path, "--max-trials", 120, "--trial-timeout", 0.002,
+                      "--sampler", "random", "--progress-interval", 0], timeout=60)
+    assert res.returncode == 0, res.describe()
+    check_finished(path, 120, {})
+    with h5py.File(str(path), "r") as f:
+        lengths = {name: len(f["curves"][name]) for name in f["curves"]}
+    assert len(set(lengths.values())) == 1, lengths
+    r = mpitune.load(str(path))
+    assert (r["state"] == "timeout").all()
+    for number in range(120):
+        steps, values = r.curve(number)
+        np.testing.assert_array_equal(steps, np.arange(len(steps)))
+        assert (values == r["x"][number]).all()
+
 # ---- a results file from a newer mpitune ---------------------------------------------------
 def test_newer_format_version_is_refused_and_left_untouched(tmp_path, spec, run):
     path = tmp_path / "future.h5"

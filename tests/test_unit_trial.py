@@ -265,6 +265,67 @@ def test_timeout_stops_a_python_loop_and_restores_the_handler():
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 
 
+
+class SignalledLink(Link):
+    """A link whose report is hit by a signal half-way, as a timer may hit the worker's
+    (mid-send, mid-receive): the rest of its work must still happen."""
+
+    def __init__(self, signum: int, at_report: int = 3) -> None:
+        super().__init__()
+        self.signum, self.at_report, self.finished = signum, at_report, 0
+
+    def report(self, number, step, value):
+        self.points.append((number, step, value))
+        if len(self.points) == self.at_report:
+            signal.raise_signal(self.signum)  # its handler runs before the next line
+        self.finished += 1
+
+
+def test_a_timeout_inside_report_waits_until_report_is_done():
+    """The timeout is raised in the objective when mpitune's code in report() returns,
+    never half-way through it (where it would lose or garble messages and curve rows)."""
+    import mpitune.trial as trial_module
+
+    link = SignalledLink(signal.SIGALRM)
+    seen = []
+
+    def objective(params, trial):
+        for step in range(10):
+            seen.append(step)
+            trial.report(step, 1.0)
+
+    state, out = run(objective, link, timeout=100.0)
+    assert state == trial_module.TIMEOUT and "trial_timeout" in out.errors[7]
+    assert seen == [0, 1, 2] and link.finished == 3 and len(link.points) == 3
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_an_interrupt_inside_report_or_should_stop_waits_until_they_are_done():
+    """The same for a stop delivered through ``Trial._stop`` (the worker's grace timer,
+    a second signal): held back while report/should_stop run, raised once they return,
+    and raised at once from the objective's own code."""
+    class StoppingLink(Link):
+        def __init__(self):
+            super().__init__()
+            self.trial, self.after = None, []
+
+        def report(self, number, step, value):
+            self.points.append((number, step, value))
+            if len(self.points) == 2:
+                self.trial._stop(TrialInterrupted("stop"))
+            self.after.append(step)
+
+    link = StoppingLink()
+    trial = make_trial(link)
+    link.trial = trial
+    trial.report(0, 1.0)
+    with pytest.raises(TrialInterrupted):
+        trial.report(1, 1.0)
+    assert link.after == [0, 1]
+    trial.report(2, 1.0)  # raised once, not again
+    with pytest.raises(TrialInterrupted):
+        trial._stop(TrialInterrupted("outside report"))
+
 def test_timeout_not_reached_leaves_no_alarm():
     before = signal.getsignal(signal.SIGALRM)
     state, out = run(lambda p, t: 1.0, timeout=5.0)
