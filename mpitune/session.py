@@ -161,22 +161,39 @@ def _validate(prepare_result) -> None:
     prepare_result[2].validate()
 
 
+class _StoppedAtStartup(MpituneError):
+    """A stop signal came before every worker was ready: nothing was written."""
+
+    exit_code = 75  # master.EXIT_STOPPED (master is not imported before the spec loads)
+
+
 def _await_workers(channel, n_workers: int) -> list:
-    """Wait until every worker has loaded the spec: return their READY messages, or raise
-    the first worker's error, before rank 0 writes anything."""
-    ready: list = []
+    """Wait until every worker has said READY (has loaded the spec), before rank 0 writes
+    anything; return the messages received meanwhile (a ready worker may say more, e.g.
+    BYE after a signal), or raise the first worker's error. A stop signal ends the wait
+    (:class:`_StoppedAtStartup`): a worker still loading may take long, and the job is
+    ending anyway."""
+    received: list = []
+    ready: set = set()
     backoff = P.Backoff()
     while len(ready) < n_workers:
+        if stopsignals.received:
+            raise _StoppedAtStartup(
+                f"stopped by {stopsignals.received[0]} while {n_workers - len(ready)} of "
+                f"{n_workers} workers were still starting, before anything was written: "
+                f"run the same command again")
         messages = channel.fetch()
         for source, tag, payload in messages:
             if tag == P.FATAL:
                 raise MpituneError(f"rank {source}: {payload}")
-            ready.append((source, tag, payload))
+            if tag == P.READY:
+                ready.add(source)
+            received.append((source, tag, payload))
         if messages:
             backoff.reset()
         else:
             backoff.pause()
-    return ready
+    return received
 
 
 def _open(prepare_result, n_workers: int, n_ranks: int):
@@ -245,6 +262,12 @@ def _master(comm, prepare: Prepare):
         ready = _await_workers(channel, comm.size - 1)
         objective, space, settings, store, suggester, pruner = _open(
             prepared, comm.size - 1, comm.size)
+    except _StoppedAtStartup as e:
+        from .progress import log
+
+        log(str(e))
+        _stop_workers(comm, channel, e.exit_code, P.STOP_END)
+        return None, e.exit_code
     except MpituneError as e:
         _print_error(str(e))
         _stop_workers(comm, channel, e.exit_code, P.STOP_END)

@@ -440,6 +440,39 @@ def test_sigterm_during_startup_exits_75(tmp_path, spec, start):
     assert res.returncode == 75, res.describe()
 
 
+
+@pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec")
+def test_sigterm_while_a_worker_still_loads_the_spec_writes_nothing(tmp_path, spec, start):
+    """One worker takes long to import the spec (a slow shared file system); the other is
+    ready and says BYE when the signal comes. Rank 0 must not count that BYE as a second
+    ready worker: it writes nothing and ends with 75, saying why."""
+    path = tmp_path / "slow.h5"
+    slow = spec("""
+        import time
+        from mpi4py import MPI
+        from mpitune import Real
+
+        if MPI.COMM_WORLD.rank == 2:
+            time.sleep(1000)
+        space = {"x": Real(0.0, 1.0)}
+
+
+        def objective(params):
+            return params["x"]
+        """)
+    job = start(3, [slow, "--storage", path, "--max-trials", 10, "--grace-period", 30])
+    deadline = time.monotonic() + 30
+    while len([p for p in process_tree(job.pid) if faults.rank_of(p) is not None
+               and _mpi_loaded(p)]) < 3:
+        assert job.running() and time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(1.5)  # rank 1 is ready and waits in its loop
+    job.send(15)
+    res = job.wait(30)
+    assert res.returncode == 75, res.describe()
+    assert "1 of 2 workers were still starting, before anything was written" in res.stdout
+    assert sorted(os.listdir(tmp_path)) == ["spec.py"]
+
 @pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec")
 def test_sigterm_after_the_search_ended_exits_0(tmp_path, spec):
     """A signal that comes while the ranks finalize MPI, just after a complete search (an
