@@ -51,8 +51,8 @@ class Settings:
                                   "or grid (or a Sampler object in the spec); auto picks "
                                   "from the space and the budget and says why")
     configs: Optional[list] = _field(None, "explicit configurations (dicts of parameter -> "
-                                           "value) run first, as trials 0, 1, ...; a JSON "
-                                           "list on the command line")
+                                           "value) run first, those not yet in the results "
+                                           "file; a JSON list on the command line")
     batch_size: Optional[int] = _field(None, "configurations the sampler proposes per call, "
                                              "at most 100000 (default: number of workers)")
     seed: Optional[int] = _field(None, "random seed, 0 .. 2**63-1 (default: drawn once and "

@@ -5,7 +5,9 @@ more when a worker needs a big chunk of cheap trials). The sampler is shown the 
 trials and, as pending, every trial still running plus the points already queued, so a batch
 spreads away from work in flight. Trials interrupted by an earlier run are handed out again
 first, with their numbers and parameters. Explicit configurations (the ``configs`` setting)
-are trials 0, 1, ... of the search; the sampler takes over after them. In a space with
+that the results file does not hold yet come next (in a new search: trials 0, 1, ...), so
+configurations added to the list on resume run too and none runs twice; the sampler takes
+over after them. In a space with
 conditional parameters, inactive coordinates are set to nan before a point is queued.
 
 Rank 0 must never hold the workers up. A model-based sampler (one that is not
@@ -21,7 +23,7 @@ happens. The master keeps :attr:`Suggester.trial_seconds` up to date.
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 
 import numpy as np
 
@@ -47,6 +49,8 @@ class Suggester:
         self.rerun: deque[int] = deque(np.flatnonzero(table.state.data == INTERRUPTED))
         # explicit configurations as unit rows, checked by configs_to_unit
         self.configs = np.empty((0, space.ndim)) if configs is None else configs
+        self.configs_todo = configs_not_run(self.configs, table.unit.data[:table.n])
+        self._next_config = 0
         self.fidelity = fidelity  # a pruner that says which losses the sampler models (BOHB)
         self.trial_seconds: float | None = None  # mean trial duration, from the master
         self.n_fallback = 0  # points that came from the stand-in
@@ -112,9 +116,10 @@ class Suggester:
         k -= len(rerun)
         if k <= 0:
             return rerun, None
-        start = self.table.n + len(self.queue)
-        if len(self.queue) < k and start < len(self.configs):
-            fixed = self.configs[start:start + k - len(self.queue)]
+        if len(self.queue) < k and self._next_config < len(self.configs_todo):
+            start = self._next_config
+            fixed = self.configs_todo[start:start + k - len(self.queue)]
+            self._next_config += len(fixed)
             self.queue = np.concatenate([self.queue, fixed])
         if len(self.queue) < k:
             n = max(self.batch_size, k - len(self.queue))
@@ -166,6 +171,26 @@ class Suggester:
     @property
     def n_rerun(self) -> int:
         return len(self.rerun)
+
+
+def configs_not_run(configs: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """The rows of ``configs`` that the trials ``unit`` (the results file's) do not hold
+    yet, in their order; a configuration listed twice runs twice, less the times it ran."""
+    if not len(configs) or not len(unit):
+        return configs
+
+    def keys(rows: np.ndarray) -> list[bytes]:
+        rows = np.where(np.isnan(rows), np.nan, rows + 0.0)  # one nan, no -0.0
+        return [row.tobytes() for row in rows]
+
+    held = Counter(keys(unit))
+    keep = []
+    for i, key in enumerate(keys(configs)):
+        if held[key]:
+            held[key] -= 1
+        else:
+            keep.append(i)
+    return configs[keep]
 
 
 def configs_to_unit(space: Space, configs: list) -> np.ndarray:

@@ -130,6 +130,31 @@ def test_explicit_configs_run_first(tmp_path, run):
     assert r["value"][0] == configs_value(2.3, 6, "a", 0.01)
 
 
+
+def test_configs_added_on_resume_run_next_and_none_runs_twice(tmp_path, run):
+    """Configurations not yet in the results file run first on resume (the list may grow
+    between runs); those already there do not run again; one listed twice runs twice."""
+    spec = write_spec(tmp_path, CONFIGS_SPEC)
+    a = {"x": 2.5, "n": 6, "c": "a", "lr": 0.01}
+    b = {"x": -1.25, "n": 2, "c": "b", "lr": 0.1}
+    res = run(None, [spec, "--max-trials", 3, "--configs", json.dumps([a])])
+    assert res.returncode == 0, res.describe()
+    res = run(3, [spec, "--max-trials", 7, "--configs", json.dumps([a, b, b]),
+                  "--progress-interval", 0])
+    assert res.returncode == 0, res.describe()
+    assert "2 of 3 explicit configurations to run first (1 already in the file)" in res.stdout
+    r = mpitune.load(str(tmp_path / "results.h5"))
+    rows = [(r["x"][i], r["n"][i], r["c"][i], r["lr"][i]) for i in range(len(r))]
+    as_row = [tuple(c.values()) for c in (a, b)]
+    assert rows[0] == as_row[0] and rows[3:5] == [as_row[1]] * 2
+    assert rows.count(as_row[0]) == 1 and rows.count(as_row[1]) == 2
+    res = run(None, [spec, "--max-trials", 9, "--configs", json.dumps([b, a])])
+    assert res.returncode == 0, res.describe()
+    assert "0 of 2 explicit configurations to run first (2 already in the file)" in res.stdout
+    r = mpitune.load(str(tmp_path / "results.h5"))
+    rows = [(r["x"][i], r["n"][i], r["c"][i], r["lr"][i]) for i in range(len(r))]
+    assert len(rows) == 9 and rows.count(as_row[0]) == 1 and rows.count(as_row[1]) == 2
+
 @pytest.fixture(scope="module")
 def configs_results(tmp_path_factory) -> bytes:
     """The bytes of a finished 6-trial search of CONFIGS_SPEC, run once for every case

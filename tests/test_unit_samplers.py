@@ -437,3 +437,14 @@ def test_the_suggester_hands_out_stand_in_points_while_the_model_is_slow():
                    pending=np.empty((0, 2)), n_total=table.n)
     np.testing.assert_array_equal(got, StandInSampler(1).suggest(6, seen))
     assert not np.array_equal(got[1::2], SobolSampler(1).suggest(6, seen)[1::2])
+
+
+def test_configs_not_run_matches_rows_with_inactive_coordinates_and_counts_repeats():
+    from mpitune.suggester import configs_not_run
+
+    nan = np.nan
+    configs = np.array([[0.25, nan], [0.25, 0.5], [0.25, nan], [0.75, 0.125], [0.25, 0.5]])
+    held = np.array([[0.75, 0.125], [0.25, float("nan")], [0.5, 0.5], [0.25, 0.5]])
+    np.testing.assert_array_equal(configs_not_run(configs, held), configs[[2, 4]])
+    np.testing.assert_array_equal(configs_not_run(configs, held[:0]), configs)
+    assert configs_not_run(configs[:0], held).shape == (0, 2)
