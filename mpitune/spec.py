@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import inspect
 import os
@@ -46,6 +47,29 @@ def check_objective(objective: Any, where: str) -> Callable:
     return lambda params, trial: objective(params)
 
 
+def module_name(path: str) -> str:
+    """The name to import the spec under: its file's own (``train`` for ``train.py``), which
+    is what another process imports when it unpickles a function or class of the spec
+    (``multiprocessing`` with spawn or forkserver, DataLoader workers, ``torch.load``), as
+    long as that name finds this very file on ``sys.path``; else ``mpitune_spec`` (a name
+    taken by another module, ``time.py``, or not an identifier)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if not stem.isidentifier() or stem in sys.modules or stem in sys.builtin_module_names \
+            or importlib.machinery.FrozenImporter.find_spec(stem) is not None:
+        return "mpitune_spec"
+    directory = os.path.dirname(os.path.abspath(path))
+    elsewhere = [p for p in sys.path if os.path.abspath(p or os.curdir) != directory]
+    try:
+        if importlib.machinery.PathFinder.find_spec(stem, elsewhere) is not None:
+            return "mpitune_spec"  # a module of that name exists: never shadow it
+        found = importlib.machinery.PathFinder.find_spec(stem, [directory])
+        same = found is not None and found.origin is not None \
+            and os.path.samefile(found.origin, path)
+    except (ImportError, ValueError, OSError):
+        same = False
+    return stem if same else "mpitune_spec"
+
+
 def load_spec(path: str) -> Spec:
     """Import the spec file as a module and pick out what mpitune needs."""
     if not os.path.exists(path):
@@ -57,7 +81,7 @@ def load_spec(path: str) -> Spec:
     directory = os.path.dirname(os.path.abspath(path))
     if directory not in sys.path:
         sys.path.insert(0, directory)
-    name = "mpitune_spec"
+    name = module_name(path)
     module_spec = importlib.util.spec_from_file_location(name, path)
     if module_spec is None or module_spec.loader is None:
         raise SpecError(f"spec file '{path}' cannot be imported (is it a .py file?)")

@@ -334,3 +334,31 @@ def test_space_of_constants_only(tmp_path, run, ranks):
         raise ConstantsOnlyBug("; ".join(problems))
     assert len(r) == 5 and r.complete
     np.testing.assert_array_equal(r["value"], 1 + np.arange(5))
+
+
+@pytest.mark.parametrize("ranks", [None, 2])
+def test_objective_may_hand_spec_functions_to_spawned_processes(tmp_path, run, ranks):
+    """A process pool with the spawn start method (forkserver is the default from Python
+    3.14 on Linux) imports the spec by its module name to unpickle its functions."""
+    spec = write_spec(tmp_path, """
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from mpitune import Real
+
+        space = {"x": Real(-1.0, 1.0)}
+
+
+        def square(v):
+            return v * v
+
+
+        def objective(params):
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(1, mp_context=context) as pool:
+                return pool.submit(square, params["x"]).result(timeout=30)
+        """, name="pool_spec.py")
+    res = run(ranks, [spec, "--max-trials", 2, "--progress-interval", 0], timeout=90)
+    assert res.returncode == 0, res.describe()
+    r = mpitune.load(str(tmp_path / "results.h5"))
+    assert (r["state"] == "complete").all(), r["error"]
+    np.testing.assert_array_equal(r["value"], r["x"] ** 2)

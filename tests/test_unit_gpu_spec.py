@@ -126,7 +126,9 @@ def write_spec(tmp_path):
         return str(path)
 
     yield write
-    sys.modules.pop("mpitune_spec", None)
+    for name, module in list(sys.modules.items()):  # the specs, under whatever name
+        if str(getattr(module, "__file__", None) or "").startswith(str(tmp_path)):
+            del sys.modules[name]
     while str(tmp_path) in sys.path:
         sys.path.remove(str(tmp_path))
 
@@ -157,6 +159,26 @@ def test_load_spec_picks_up_objective_space_and_settings(write_spec):
     assert spec.warnings == []
     Settings().replace(**spec.settings).validate()
 
+
+
+@pytest.mark.parametrize("name, module", [("train_mlp.py", "train_mlp"), ("spec.py", "spec"),
+                                          ("my-spec.py", "mpitune_spec"),
+                                          ("time.py", "mpitune_spec"),
+                                          ("numpy.py", "mpitune_spec"),
+                                          ("mpitune.py", "mpitune_spec")])
+def test_spec_is_imported_under_its_own_name_unless_that_shadows_a_module(write_spec, name,
+                                                                          module):
+    """Under its file's name, another process (multiprocessing with spawn or forkserver)
+    can import it to unpickle the spec's functions; never under the name of a builtin or
+    installed module, which the import would replace for the whole process."""
+    path = write_spec(GOOD, name)
+    objective = load_spec(path).objective
+    assert objective.__module__ == module
+    assert sys.modules[module].__file__ == path
+    if module != "mpitune_spec":
+        assert __import__(module) is sys.modules[module]
+    assert getattr(sys.modules["time"], "__file__", None) != path
+    assert sys.modules["numpy"].__file__ != path
 
 def test_missing_spec_file(tmp_path):
     with pytest.raises(SpecError, match="not found"):
