@@ -152,9 +152,11 @@ done
 #   3 results-file problem   1 anything else
 echo "pbs: link $LINK: mpitune exited with status $status at $(date '+%F %T')"
 # A job ended by its launcher (a worker stuck in C code past the grace period, a node
-# failure) may report a signal's status instead of 75: then the results file decides.
+# failure) may report a signal's status instead of 75, and a worker that exits 0 on its
+# own (os._exit(0), a library's exit(0)) may end the job with 0: then the results file
+# decides.
 case "$status" in
-    0|2|3|75) ;;
+    2|3|75) ;;
     *) "$PYTHON" -m mpitune status "$STORAGE" || [ $? -ne 75 ] || status=75 ;;
 esac
 if [ "$status" -eq 75 ]; then
