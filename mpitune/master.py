@@ -108,19 +108,21 @@ class Master:
 
     def _check_stop(self, now: float) -> bool:
         """Start, escalate or finish a stop; True when the loop must end now."""
-        if self.stopping is None:
-            if self.signals:
-                self._stop(P.STOP_DRAIN, self.settings.grace_period)
-                self.deadline = now + self.settings.grace_period + STOP_MARGIN
-                log(f"{self.signals[0]}: no new trials; running ones get "
-                    f"{self.settings.grace_period:g} s to finish")
-            elif self._budget_left() == 0 or now >= self.time_limit:
+        if self.signals and math.isinf(self.deadline) and self.stopping != P.STOP_END:
+            self._stop(P.STOP_DRAIN, self.settings.grace_period)
+            self.deadline = now + self.settings.grace_period + STOP_MARGIN
+            log(f"{self.signals[0]}: no new trials; running ones get "
+                f"{self.settings.grace_period:g} s to finish")
+        elif self.stopping is None:
+            if self._budget_left() == 0 or now >= self.time_limit:
                 if now >= self.time_limit and self._budget_left() > 0:
                     self.stop_reason = f"time limit of {self.settings.max_time:g} s reached"
                 if self.n_outstanding == 0:
                     self._stop(P.STOP_END, None)
-                elif now >= self.time_limit and self.hungry:
-                    self.hungry.clear()  # no new trials; let the running ones finish
+                elif now >= self.time_limit:
+                    # running trials finish however long they take; queued ones never start
+                    self.hungry.clear()
+                    self._stop(P.STOP_DRAIN, None)
         elif len(self.signals) > 1 and self.stopping != P.STOP_NOW:
             self._stop(P.STOP_NOW, 0.0)
             self.deadline = min(self.deadline, now + 0.5)

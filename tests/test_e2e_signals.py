@@ -233,6 +233,25 @@ def test_max_time_stops_with_75_then_resumes(tmp_path, run):
     finish(run, spec, path, len(before) + 12, before, ranks=3)
 
 
+
+@pytest.mark.parametrize("ranks", [None, 3])
+def test_max_time_starts_no_trial_after_the_limit(tmp_path, run, ranks):
+    """Trials already queued on a worker when the time limit passes do not start: they
+    are left to the next run (interrupted), and the running ones finish."""
+    spec = write_spec(tmp_path, SPEC)
+    path = str(tmp_path / "limit.h5")
+    res = run(ranks, [spec, "--max-trials", 1000, "--storage", path, "--max-time", 2.0,
+                      "--progress-interval", 0], env={"E2E_STEPS": "4", "E2E_STEP": "0.05"})
+    assert res.returncode == 75, res.describe()
+    with h5py.File(path, "r") as f:
+        started = json.loads(f.attrs["runs"])[0]["start"]
+    r = mpitune.load(path)
+    ran = np.isfinite(r.trials["t_start"])
+    assert ran.sum() >= 2
+    assert r.trials["t_start"][ran].max() <= started + 2.0 + 0.1
+    assert (r.trials["state"][~ran] == "interrupted").all()
+    assert (r.trials["state"][ran] == "complete").all()
+
 SLEEPER = '''
 import os
 import time
