@@ -40,9 +40,13 @@ def _pid_alive(pid: int) -> bool:
 
 
 class FileLock:
-    def __init__(self, results_path: str) -> None:
+    """The lock of ``results_path``; messages call the file ``name`` (default: the path).
+
+    Give the real path (``os.path.realpath``): two names of one file must share a lock."""
+
+    def __init__(self, results_path: str, name: str = "") -> None:
         self.path = results_path + LOCK_SUFFIX
-        self.results_path = results_path
+        self.name = name or results_path
         self.held = False
 
     def acquire(self) -> None:
@@ -61,14 +65,14 @@ class FileLock:
                     continue
                 raise StorageError(self._busy_message()) from None
             except OSError as e:
-                raise StorageError(f"cannot write beside '{self.results_path}': "
+                raise StorageError(f"cannot write beside '{self.name}': "
                                    f"{e.strerror} ({self.path})") from None
             try:
                 with os.fdopen(fd, "w") as f:
                     f.write(info)
             except OSError as e:
                 os.unlink(self.path)
-                raise StorageError(f"cannot write beside '{self.results_path}': "
+                raise StorageError(f"cannot write beside '{self.name}': "
                                    f"{e.strerror} ({self.path})") from None
             self.held = True
             return
@@ -99,7 +103,7 @@ class FileLock:
         owner = self._owner()
         who = (f"pid {owner.get('pid')} on {owner.get('host')}" if owner
                else "another process")
-        return (f"results file '{self.results_path}' is in use by another mpitune run ({who}); "
+        return (f"results file '{self.name}' is in use by another mpitune run ({who}); "
                 f"if that run is dead, delete '{self.path}' (a lock is also taken over "
                 f"automatically once its heartbeat is {STALE_AFTER:.0f} s old)")
 
