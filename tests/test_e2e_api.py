@@ -283,6 +283,39 @@ def test_run_called_on_only_some_ranks_ends_the_job_with_a_reason(tmp_path, run,
     assert not (tmp_path / "partial.h5").exists()
 
 
+TYPED_BOUNDS = """
+import json
+
+import numpy as np
+
+import mpitune
+from mpitune import Real
+
+seen = []
+
+
+def objective(params, trial):
+    seen.append(params["v"])
+    return params["v"]
+
+
+mpitune.run(objective, {"v": Real(np.float16(0), np.float32(1))}, max_trials=8,
+            storage="typed.h5", progress_interval=0, sampler="random", seed=3)
+print("SEEN " + json.dumps(seen), flush=True)
+"""
+
+
+def test_numpy_typed_bounds_reach_the_objective_as_stored(tmp_path, run):
+    """The objective gets exactly the values the results file holds (it got values rounded
+    to float16 from float16 bounds, e.g. 0.09 for the stored 0.0856)."""
+    script = write_spec(tmp_path, TYPED_BOUNDS, "typed.py")
+    res = run(None, [script], module=False)
+    assert res.returncode == 0, res.describe()
+    seen = json.loads(res.stdout.split("SEEN ", 1)[1])
+    assert seen == mpitune.load(str(tmp_path / "typed.h5"))["v"].tolist()
+    assert len(set(seen)) == 8
+
+
 def test_api_refuses_wrong_argument_types_in_one_line():
     for path in (None, 5):
         with pytest.raises(TypeError, match="mpitune.load: path must be a file name"):
