@@ -581,6 +581,21 @@ def test_store_simulated_crash_between_snapshot_and_truncate(tmp_path):
     assert m.journal_seq == len(evs)
 
 
+def test_store_closes_cleanly_when_the_journal_was_deleted_during_the_run(tmp_path):
+    """The final snapshot holds every trial, so a journal someone deleted (a cleanup
+    script, a user) costs nothing: close neither fails nor loses a trial."""
+    s = settings(tmp_path)
+    store = Store.open(s, SPACE, 2)
+    record_all(store)
+    store.journal.write()
+    os.unlink(s.storage + JOURNAL_SUFFIX)
+    store.close("complete")
+    m, t = read_state(s.storage)
+    assert_same_table(built_table(), t)
+    assert m.complete is True
+    assert sorted(os.listdir(tmp_path)) == ["results.h5"]
+
+
 def test_store_refuses_a_different_space_and_leaves_the_file_alone(tmp_path):
     s = settings(tmp_path)
     store = Store.open(s, SPACE, 1)
