@@ -6,8 +6,9 @@ refreshes at every journal fsync. A lock is stale, and is taken over, when its o
 this host and that pid is gone, or when its heartbeat is older than ``STALE_AFTER`` seconds
 (the owner's node died, or its pid was reused after a reboot), or when it says no owner at
 all (empty or unreadable: its creator died, or met a full disk, between creating and
-writing it) and is older than ``UNWRITTEN_AFTER`` seconds. Otherwise the second job
-refuses to start.
+writing it) and is older than ``UNWRITTEN_AFTER`` seconds. A lock naming this very process
+is stale unless this process holds it (see ``_HELD``): in a container, a rerun often gets
+the pid its killed predecessor had. Otherwise the second job refuses to start.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from .errors import StorageError
 LOCK_SUFFIX = ".lock"
 STALE_AFTER = 120.0
 UNWRITTEN_AFTER = 5.0  # a live owner writes its lock within microseconds of creating it
+
+# the lock files this process holds (real paths): two searches in one process on one file
+# still exclude each other, while a lock left by a dead process with our pid is stale
+_HELD: set[str] = set()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -75,6 +80,7 @@ class FileLock:
                 raise StorageError(f"cannot write beside '{self.name}': "
                                    f"{e.strerror} ({self.path})") from None
             self.held = True
+            _HELD.add(os.path.realpath(self.path))
             return
         raise StorageError(self._busy_message())
 
@@ -93,6 +99,8 @@ class FileLock:
         except FileNotFoundError:
             return True
         if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
+            if owner["pid"] == os.getpid():
+                return os.path.realpath(self.path) not in _HELD
             if not _pid_alive(owner["pid"]):
                 return True
         if not owner:
@@ -121,3 +129,4 @@ class FileLock:
             except FileNotFoundError:
                 pass
             self.held = False
+            _HELD.discard(os.path.realpath(self.path))

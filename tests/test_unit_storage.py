@@ -761,6 +761,25 @@ def test_stale_lock_of_a_dead_pid_on_this_host_is_taken_over(tmp_path):
         store.close("complete")
 
 
+def test_stale_lock_naming_this_very_process_is_taken_over(tmp_path):
+    """A lock left by a killed run whose pid this process got again (pid reuse, common in
+    containers) blocked every restart; only a lock this process really holds is live.
+    Two stores in one process on one file still exclude each other."""
+    s = settings(tmp_path)
+    Store.open(s, SPACE, 1).close("complete")
+    lock = s.storage + LOCK_SUFFIX
+    with open(lock, "w") as f:
+        json.dump({"host": socket.gethostname(), "pid": os.getpid(), "since": 0.0}, f)
+    store = Store.open(s, SPACE, 1)
+    try:
+        with pytest.raises(StorageError, match="in use") as info:
+            Store.open(s, SPACE, 1)
+        assert f"pid {os.getpid()}" in str(info.value)
+    finally:
+        store.close("complete")
+    assert not os.path.exists(lock)
+
+
 def test_lock_of_a_live_process_on_another_host_with_fresh_heartbeat_is_respected(tmp_path):
     results = str(tmp_path / "r.h5")
     with open(results + LOCK_SUFFIX, "w") as f:
