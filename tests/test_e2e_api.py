@@ -316,6 +316,45 @@ def test_numpy_typed_bounds_reach_the_objective_as_stored(tmp_path, run):
     assert len(set(seen)) == 8
 
 
+IN_A_THREAD = """
+import threading
+
+import mpitune
+from mpitune import Real
+
+out = {}
+
+
+def search():
+    try:
+        out["r"] = mpitune.run(lambda params: params["x"] ** 2, {"x": Real(-1.0, 1.0)},
+                               max_trials=5, storage="thread.h5", progress_interval=0)
+    except BaseException as e:
+        out["r"] = f"{type(e).__name__}: {e}"
+
+
+thread = threading.Thread(target=search, name="searcher")
+thread.start()
+thread.join()
+print("OUT", out["r"], flush=True)
+"""
+
+
+@pytest.mark.parametrize("ranks", [None, 2])
+def test_run_from_a_thread_that_is_not_the_main_one(tmp_path, run, ranks):
+    """Python sets signal handlers only in the main thread: the search runs without them,
+    saying so once, instead of failing with "signal only works in main thread" and
+    leaving the journal and lock behind."""
+    script = write_spec(tmp_path, IN_A_THREAD, "threaded.py")
+    res = run(ranks, [script], module=False)
+    assert res.returncode == 0, res.describe()
+    assert "OUT Results('thread.h5': 5 trials (5 complete))" in res.stdout, res.describe()
+    said = [line for line in res.stderr.splitlines() + res.stdout.splitlines()
+            if "stop signals (SIGTERM, SIGINT, SIGUSR1) are not handled" in line]
+    assert len(said) == 1 and "'searcher'" in said[0], res.describe()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thread.h5", "threaded.py"]
+
+
 def test_api_refuses_wrong_argument_types_in_one_line():
     for path in (None, 5):
         with pytest.raises(TypeError, match="mpitune.load: path must be a file name"):
