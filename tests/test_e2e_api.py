@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 
@@ -361,6 +362,23 @@ def test_api_refuses_wrong_argument_types_in_one_line():
             mpitune.load(path)
     with pytest.raises(mpitune.SpecError, match="comm must be an mpi4py intracommunicator"):
         mpitune.run(lambda params, trial: 0.0, {"x": mpitune.Real(0.0, 1.0)}, comm="world")
+
+
+def test_api_refuses_a_null_communicator_in_one_line(tmp_path, monkeypatch):
+    """A rank left out of a Split gets an Intracomm equal to MPI.COMM_NULL: refused like
+    other bad comm values, instead of MPI's raw "Null communicator" exception."""
+    from mpi4py import MPI
+
+    monkeypatch.chdir(tmp_path)
+    left_out = MPI.COMM_WORLD.Split(MPI.UNDEFINED, 0)
+    assert isinstance(left_out, MPI.Intracomm) and left_out == MPI.COMM_NULL
+    for comm in (left_out, MPI.COMM_NULL):
+        with pytest.raises(mpitune.SpecError, match="comm must be an mpi4py intracommunicator"
+                           ".*COMM_NULL") as info:
+            mpitune.run(lambda params: 0.0, {"x": mpitune.Real(0.0, 1.0)}, comm=comm,
+                        storage="null.h5")
+        assert "\n" not in str(info.value)
+    assert os.listdir(tmp_path) == []
 
 
 def test_status_says_whether_to_continue(tmp_path, run):
