@@ -122,9 +122,15 @@ def test_resume_extends_budget_and_keeps_trials(tmp_path, run):
         np.testing.assert_array_equal(third[name], second[name], err_msg=name)
     assert elapsed < 20, f"a run at its budget took {elapsed:.1f} s"
 
-    # a smaller budget than what is stored: nothing runs, nothing is dropped
+    # a smaller budget than what is stored: nothing runs, nothing is dropped, and the log
+    # and status say so truly (not "100/60 trials finished")
     res = run(None, [spec, "--max-trials", 60, *common], env=env)
     assert res.returncode == 0, res.describe()
+    assert "complete: 100 trials finished, budget of 60 reached (100 complete" in res.stdout
+    assert "/60" not in res.stdout, res.describe()
+    status = run(None, ["status", path])
+    assert status.returncode == 0, status.describe()
+    assert status.stdout == f"{path}: 100 trials finished, budget of 60 reached; complete\n"
     assert count_calls(calls) == 100
     fourth = mpitune.load(path)
     assert len(fourth) == 100
