@@ -35,6 +35,10 @@ def run(objective: Callable, space: dict, comm: Any = None, **settings: Any):
     from .settings import Settings
     from .spec import check_objective
 
+    if isinstance(comm, MPI.Comm) and comm == MPI.COMM_NULL:  # e.g. Split(MPI.UNDEFINED)
+        raise SpecError("mpitune.run: comm must be an mpi4py intracommunicator such as "
+                        "MPI.COMM_WORLD, got MPI.COMM_NULL (this rank is in no group: "
+                        "call mpitune.run only on the ranks of the communicator)")
     if comm is not None and not isinstance(comm, MPI.Intracomm):
         raise SpecError(f"mpitune.run: comm must be an mpi4py intracommunicator such as "
                         f"MPI.COMM_WORLD, got {type(comm).__name__} {comm!r:.80}")

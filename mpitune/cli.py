@@ -126,6 +126,7 @@ def status(argv: list[str]) -> int:
     same command again), 3 if it cannot be read. For job scripts deciding to requeue."""
     import numpy as np
 
+    from .progress import finished_of
     from .results import load
     from .table import FINISHED, STATES
 
@@ -138,7 +139,7 @@ def status(argv: list[str]) -> int:
     budget = r.settings.get("max_trials", len(r))
     finished = int(np.isin(r["state"], [STATES[code] for code in FINISHED]).sum())
     done = r.complete or finished >= budget
-    print(f"{args.path}: {finished}/{budget} trials finished; "
+    print(f"{args.path}: {finished_of(finished, budget, 'trials finished')}; "
           f"{'complete' if done else 'not complete: run the same command again'}")
     return 0 if done else 75
 

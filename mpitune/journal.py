@@ -66,6 +66,8 @@ class Journal:
         self._dirty = False
 
     def close(self, remove: bool = False) -> None:
+        """Sync and close; ``remove`` deletes the file (once a snapshot holds every line),
+        and a journal someone already deleted is no error: there is nothing left to lose."""
         if self._fd >= 0:
             try:
                 self.sync()
@@ -73,7 +75,10 @@ class Journal:
                 os.close(self._fd)
                 self._fd = -1
         if remove:
-            os.unlink(self.path)
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
 
 
 def read_journal(path: str, after: int = 0) -> Iterator[dict]:

@@ -6,8 +6,9 @@ refreshes at every journal fsync. A lock is stale, and is taken over, when its o
 this host and that pid is gone, or when its heartbeat is older than ``STALE_AFTER`` seconds
 (the owner's node died, or its pid was reused after a reboot), or when it says no owner at
 all (empty or unreadable: its creator died, or met a full disk, between creating and
-writing it) and is older than ``UNWRITTEN_AFTER`` seconds. Otherwise the second job
-refuses to start.
+writing it) and is older than ``UNWRITTEN_AFTER`` seconds. A lock naming this very process
+is stale unless this process holds it (see ``_HELD``): in a container, a rerun often gets
+the pid its killed predecessor had. Otherwise the second job refuses to start.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from .errors import StorageError
 LOCK_SUFFIX = ".lock"
 STALE_AFTER = 120.0
 UNWRITTEN_AFTER = 5.0  # a live owner writes its lock within microseconds of creating it
+
+# the lock files this process holds (real paths): two searches in one process on one file
+# still exclude each other, while a lock left by a dead process with our pid is stale
+_HELD: set[str] = set()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -40,9 +45,13 @@ def _pid_alive(pid: int) -> bool:
 
 
 class FileLock:
-    def __init__(self, results_path: str) -> None:
+    """The lock of ``results_path``; messages call the file ``name`` (default: the path).
+
+    Give the real path (``os.path.realpath``): two names of one file must share a lock."""
+
+    def __init__(self, results_path: str, name: str = "") -> None:
         self.path = results_path + LOCK_SUFFIX
-        self.results_path = results_path
+        self.name = name or results_path
         self.held = False
 
     def acquire(self) -> None:
@@ -61,16 +70,17 @@ class FileLock:
                     continue
                 raise StorageError(self._busy_message()) from None
             except OSError as e:
-                raise StorageError(f"cannot write beside '{self.results_path}': "
+                raise StorageError(f"cannot write beside '{self.name}': "
                                    f"{e.strerror} ({self.path})") from None
             try:
                 with os.fdopen(fd, "w") as f:
                     f.write(info)
             except OSError as e:
                 os.unlink(self.path)
-                raise StorageError(f"cannot write beside '{self.results_path}': "
+                raise StorageError(f"cannot write beside '{self.name}': "
                                    f"{e.strerror} ({self.path})") from None
             self.held = True
+            _HELD.add(os.path.realpath(self.path))
             return
         raise StorageError(self._busy_message())
 
@@ -89,6 +99,8 @@ class FileLock:
         except FileNotFoundError:
             return True
         if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
+            if owner["pid"] == os.getpid():
+                return os.path.realpath(self.path) not in _HELD
             if not _pid_alive(owner["pid"]):
                 return True
         if not owner:
@@ -99,7 +111,7 @@ class FileLock:
         owner = self._owner()
         who = (f"pid {owner.get('pid')} on {owner.get('host')}" if owner
                else "another process")
-        return (f"results file '{self.results_path}' is in use by another mpitune run ({who}); "
+        return (f"results file '{self.name}' is in use by another mpitune run ({who}); "
                 f"if that run is dead, delete '{self.path}' (a lock is also taken over "
                 f"automatically once its heartbeat is {STALE_AFTER:.0f} s old)")
 
@@ -117,3 +129,4 @@ class FileLock:
             except FileNotFoundError:
                 pass
             self.held = False
+            _HELD.discard(os.path.realpath(self.path))

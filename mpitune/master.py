@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -286,9 +287,17 @@ class Master:
     def _install_signals(self) -> dict:
         """Handle stop signals from here on; take over those that came during start-up.
         Serial mode: the inline trial is interrupted after the grace period, as on a
-        worker."""
+        worker. Python sets signal handlers in the main thread only: a search started
+        from another thread runs without (as a worker there does), and says so."""
         self.signals.extend(stopsignals.received)
         stopsignals.received.clear()
+        if threading.current_thread() is not threading.main_thread():
+            inline_timeout = self.inline is not None and self.settings.trial_timeout
+            timeout = " and trial_timeout is not enforced" if inline_timeout else ""
+            log(f"running in thread {threading.current_thread().name!r}, not the main "
+                f"thread: stop signals (SIGTERM, SIGINT, SIGUSR1) are not handled here"
+                f"{timeout}")
+            return {}
         previous = stopsignals.install(self._on_signal)
         if self.inline is not None:
             previous.update(self.inline.watch_interrupts())

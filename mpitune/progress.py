@@ -71,7 +71,7 @@ class Progress:
         done = t.n_finished
         rate = (done - self._last_done) / max(now - self._last_time, 1e-9)
         self._last_time, self._last_done = now, done
-        parts = [f"{done}/{self.max_trials} done", f"{running} running"]
+        parts = [finished_of(done, self.max_trials, "done"), f"{running} running"]
         if queued:
             parts.append(f"{queued} queued")
         for code in (FAILED, PRUNED, TIMEOUT):
@@ -104,7 +104,7 @@ class Progress:
         t = self.table
         counts = np.bincount(t.state.data, minlength=len(STATES))
         elapsed = now - self.started
-        log(f"{status}: {t.n_finished}/{self.max_trials} trials finished "
+        log(f"{status}: {finished_of(t.n_finished, self.max_trials, 'trials finished')} "
             f"({counts[COMPLETE]} complete, {counts[FAILED]} failed, {counts[PRUNED]} pruned, "
             f"{counts[TIMEOUT]} timed out, {counts[INTERRUPTED]} to re-run) in "
             f"{_clock(elapsed)}; results in {path}")
@@ -114,6 +114,14 @@ class Progress:
         elif t.n_finished:
             log(f"warning: no trial completed; see the errors with: python -m mpitune show "
                 f"{path}")
+
+
+def finished_of(finished: int, budget: int, what: str) -> str:
+    """``"12/100 done"``; past the budget (lowered on resume) ``"87 done, budget of 74
+    reached"``, not ``"87/74 done"``."""
+    if finished <= budget:
+        return f"{finished}/{budget} {what}"
+    return f"{finished} {what}, budget of {budget} reached"
 
 
 def _clock(seconds: float) -> str:

@@ -11,6 +11,7 @@ import difflib
 import json
 import math
 import numbers
+import os
 from typing import Any, Optional, Union
 
 from .errors import SpecError, short_repr
@@ -94,7 +95,8 @@ class Settings:
     def validate(self) -> Settings:
         """Check types and ranges; raise :class:`SpecError` naming setting and value.
 
-        numpy numbers are accepted and become plain int or float here."""
+        numpy numbers are accepted and become plain int or float here, and a
+        ``pathlib.Path`` (any os.PathLike) storage becomes a str."""
         for name in FIELD_NAMES:
             setattr(self, name, _plain(getattr(self, name)))
 
@@ -126,8 +128,10 @@ class Settings:
         if self.seed is not None and (not is_int(self.seed) or not 0 <= self.seed < SEED_LIMIT):
             raise bad("seed", "must be an integer in 0..2**63-1 (the results file stores it "
                               "as int64)")
+        if isinstance(self.storage, os.PathLike):
+            self.storage = os.fsdecode(self.storage)  # pathlib.Path: stored as JSON text
         if not isinstance(self.storage, str) or not self.storage:
-            raise bad("storage", "must be a file path")
+            raise bad("storage", "must be a file path (str or os.PathLike)")
         for name in ("flush_interval", "snapshot_interval", "progress_interval",
                      "grace_period", "queue_ahead"):
             value = getattr(self, name)

@@ -44,6 +44,19 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
+def _plain_number(x: Any) -> Any:
+    """A numpy (or other) number as a plain int or float; anything else unchanged, for
+    ``validate`` to judge. Values computed from float16 or float32 bounds would be rounded
+    to that precision, unlike the float64 bounds the results file stores."""
+    if isinstance(x, (bool, int, float)):
+        return x
+    if isinstance(x, numbers.Integral):
+        return int(x)
+    if isinstance(x, numbers.Real):
+        return float(x)
+    return x
+
+
 # A tidy value is a decimal of at most 12 significant digits (people write no more), or 0,
 # within the error of the round trip through the unit cube of the value computed: 16 ulps
 # of the largest term in the arithmetic (a log scale of 1e-10..1e10 loses a few ulps
@@ -255,7 +268,8 @@ class Real(Dimension):
 
     def __init__(self, low: float, high: float, log: bool = False,
                  when: dict | None = None) -> None:
-        self.low, self.high, self.log, self.when = low, high, log, when
+        self.low, self.high = _plain_number(low), _plain_number(high)
+        self.log, self.when = log, when
 
     def validate(self) -> None:
         if not _is_number(self.low) or not _is_number(self.high):
@@ -335,7 +349,8 @@ class Integer(Dimension):
 
     def __init__(self, low: int, high: int, step: int = 1, log: bool = False,
                  when: dict | None = None) -> None:
-        self.low, self.high, self.step, self.log, self.when = low, high, step, log, when
+        self.low, self.high, self.step = (_plain_number(x) for x in (low, high, step))
+        self.log, self.when = log, when
 
     def validate(self) -> None:
         for label, x in (("low", self.low), ("high", self.high), ("step", self.step)):

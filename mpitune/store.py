@@ -31,8 +31,10 @@ WRITE_INTERVAL = 0.002
 
 
 def read_state(path: str) -> tuple[Meta, TrialTable]:
-    """The latest state of a results file: its snapshot plus the journal's newer lines."""
-    journal = path + JOURNAL_SUFFIX
+    """The latest state of a results file: its snapshot plus the journal's newer lines.
+
+    The journal lies beside the real file, so a symlink to a results file reads the same."""
+    journal = os.path.realpath(path) + JOURNAL_SUFFIX
     if not os.path.exists(path):
         if os.path.exists(journal):
             raise StorageError(f"'{journal}' exists but '{path}' does not; restore the "
@@ -55,8 +57,9 @@ class Store:
     """The results file of one run, owned by rank 0 for the run's duration."""
 
     def __init__(self, path: str, meta: Meta, table: TrialTable, settings: Settings,
-                 lock: FileLock) -> None:
-        self.path = path
+                 lock: FileLock, name: str = "") -> None:
+        self.path = path  # absolute, symlinks resolved: see Store.open
+        self.name = name or path  # as the user gave it, for messages
         self.meta = meta
         self.table = table
         self.settings = settings
@@ -73,27 +76,31 @@ class Store:
         """Create or resume the results file named by ``settings.storage``.
 
         Nothing is written before every check passed, and an existing file is only ever
-        replaced by a complete snapshot of the same trials plus new ones.
+        replaced by a complete snapshot of the same trials plus new ones. The path is
+        resolved once, here: an objective that changes directory (serial mode) cannot move
+        the results, and a symlink keeps pointing at the file, whose journal, lock and
+        snapshots live beside it whichever name the run was given.
         """
-        path = settings.storage
-        directory = os.path.dirname(os.path.abspath(path))
+        name = settings.storage
+        path = os.path.realpath(name)
+        directory = os.path.dirname(path)
         if not os.path.isdir(directory):
             raise StorageError(f"storage directory '{directory}' does not exist (for "
-                               f"--storage {path}); create it first")
+                               f"--storage {name}); create it first")
         if os.path.isdir(path):
-            raise StorageError(f"storage '{path}' is a directory; give a file name")
-        lock = FileLock(path)
+            raise StorageError(f"storage '{name}' is a directory; give a file name")
+        lock = FileLock(path, name)
         lock.acquire()
         try:
-            return cls._open_locked(settings, space, n_ranks, lock)
+            return cls._open_locked(path, settings, space, n_ranks, lock)
         except BaseException:
             lock.release()
             raise
 
     @classmethod
-    def _open_locked(cls, settings: Settings, space: Space, n_ranks: int,
+    def _open_locked(cls, path: str, settings: Settings, space: Space, n_ranks: int,
                      lock: FileLock) -> Store:
-        path = settings.storage
+        name = settings.storage
         for leftover in glob.glob(glob.escape(path) + ".tmp-*"):
             os.unlink(leftover)  # a snapshot a killed run did not finish
         resumed = os.path.exists(path) or os.path.exists(path + JOURNAL_SUFFIX)
@@ -102,10 +109,10 @@ class Store:
             old = Space.from_json(meta.space_json)
             difference = old.diff(space)
             if difference:
-                raise SpecError(f"the space differs from the one in '{path}': {difference}; "
+                raise SpecError(f"the space differs from the one in '{name}': {difference}; "
                                 f"use another --storage for a new search")
             if meta.direction != settings.direction:
-                raise SpecError(f"'{path}' was a search to {meta.direction}, but direction "
+                raise SpecError(f"'{name}' was a search to {meta.direction}, but direction "
                                 f"is now {settings.direction!r}")
             if settings.seed is not None:
                 meta.seed = settings.seed
@@ -122,11 +129,11 @@ class Store:
         meta.runs.append({"start": time.time(), "ranks": n_ranks,
                           "host": socket.gethostname(), "argv": sys.argv,
                           "resumed_trials": table.n, "end": None, "status": None})
-        store = cls(path, meta, table, settings, lock)
+        store = cls(path, meta, table, settings, lock, name)
         try:
             write_snapshot(path, meta, table)
         except OSError as e:
-            raise StorageError(f"cannot write results file '{path}': {e.strerror or e}"
+            raise StorageError(f"cannot write results file '{name}': {e.strerror or e}"
                                ) from None
         if os.path.exists(path + JOURNAL_SUFFIX):
             os.unlink(path + JOURNAL_SUFFIX)
@@ -136,8 +143,9 @@ class Store:
     @property
     def checkpoint_root(self) -> str:
         """``<results file>.checkpoints``: where ``trial.checkpoint_dir`` directories go
-        (absolute, so workers started elsewhere find it)."""
-        return os.path.abspath(self.path) + ".checkpoints"
+        (absolute, so workers started elsewhere find it; beside the real file, so every
+        name of the file finds the same checkpoints)."""
+        return self.path + ".checkpoints"
 
     def record(self, event: dict) -> None:
         """Apply one event to the table, then journal it (an event that cannot be applied
@@ -169,7 +177,7 @@ class Store:
             self.meta.journal_seq = self.journal.seq
             seconds = write_snapshot(self.path, self.meta, self.table)
         except OSError as e:
-            raise StorageError(f"cannot write snapshot of '{self.path}': "
+            raise StorageError(f"cannot write snapshot of '{self.name}': "
                                f"{e.strerror or e}; the journal still holds every trial"
                                ) from None
         self.journal.truncate()

@@ -10,6 +10,7 @@ pruning decisions and stops are picked up at the next report.
 from __future__ import annotations
 
 import bisect
+import copy
 import os
 import signal
 import threading
@@ -40,6 +41,7 @@ class Worker:
         self.decisions: dict[int, str] = {}
         self.names: list[str] = []
         self.constants: dict = {}
+        self.containers: list[str] = []  # constants each trial gets its own copy of
         self.trial_timeout: float | None = None
         self.grace = 5.0
         self.decision_steps: list[float] = []  # ascending; slightly lowered, see _rungs_at
@@ -156,6 +158,8 @@ class Worker:
                 (self.names, self.constants, self.trial_timeout, self.grace, steps,
                  self.checkpoint_root) = payload
                 self.decision_steps = [r * (1.0 - 1e-9) for r in steps]  # as pruners do
+                self.containers = [name for name, value in self.constants.items()
+                                   if isinstance(value, (list, dict, tuple))]
             elif tag == P.DECISION:
                 self.decisions[payload[0]] = payload[1]
             elif tag == P.STOP:
@@ -166,6 +170,8 @@ class Worker:
 
     def _run(self, number: int, row: tuple) -> None:
         params = dict(self.constants)
+        for name in self.containers:  # an objective that changes them changes its own copy
+            params[name] = copy.deepcopy(params[name])
         params.update(row if isinstance(row, dict) else zip(self.names, row))
         self.current = Trial(number, params, self, self.rank, self.host, self.binding.device,
                              self.binding.gpu)

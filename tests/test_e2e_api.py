@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 
@@ -283,12 +284,101 @@ def test_run_called_on_only_some_ranks_ends_the_job_with_a_reason(tmp_path, run,
     assert not (tmp_path / "partial.h5").exists()
 
 
+TYPED_BOUNDS = """
+import json
+
+import numpy as np
+
+import mpitune
+from mpitune import Real
+
+seen = []
+
+
+def objective(params, trial):
+    seen.append(params["v"])
+    return params["v"]
+
+
+mpitune.run(objective, {"v": Real(np.float16(0), np.float32(1))}, max_trials=8,
+            storage="typed.h5", progress_interval=0, sampler="random", seed=3)
+print("SEEN " + json.dumps(seen), flush=True)
+"""
+
+
+def test_numpy_typed_bounds_reach_the_objective_as_stored(tmp_path, run):
+    """The objective gets exactly the values the results file holds (it got values rounded
+    to float16 from float16 bounds, e.g. 0.09 for the stored 0.0856)."""
+    script = write_spec(tmp_path, TYPED_BOUNDS, "typed.py")
+    res = run(None, [script], module=False)
+    assert res.returncode == 0, res.describe()
+    seen = json.loads(res.stdout.split("SEEN ", 1)[1])
+    assert seen == mpitune.load(str(tmp_path / "typed.h5"))["v"].tolist()
+    assert len(set(seen)) == 8
+
+
+IN_A_THREAD = """
+import threading
+
+import mpitune
+from mpitune import Real
+
+out = {}
+
+
+def search():
+    try:
+        out["r"] = mpitune.run(lambda params: params["x"] ** 2, {"x": Real(-1.0, 1.0)},
+                               max_trials=5, storage="thread.h5", progress_interval=0)
+    except BaseException as e:
+        out["r"] = f"{type(e).__name__}: {e}"
+
+
+thread = threading.Thread(target=search, name="searcher")
+thread.start()
+thread.join()
+print("OUT", out["r"], flush=True)
+"""
+
+
+@pytest.mark.parametrize("ranks", [None, 2])
+def test_run_from_a_thread_that_is_not_the_main_one(tmp_path, run, ranks):
+    """Python sets signal handlers only in the main thread: the search runs without them,
+    saying so once, instead of failing with "signal only works in main thread" and
+    leaving the journal and lock behind."""
+    script = write_spec(tmp_path, IN_A_THREAD, "threaded.py")
+    res = run(ranks, [script], module=False)
+    assert res.returncode == 0, res.describe()
+    assert "OUT Results('thread.h5': 5 trials (5 complete))" in res.stdout, res.describe()
+    said = [line for line in res.stderr.splitlines() + res.stdout.splitlines()
+            if "stop signals (SIGTERM, SIGINT, SIGUSR1) are not handled" in line]
+    assert len(said) == 1 and "'searcher'" in said[0], res.describe()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thread.h5", "threaded.py"]
+
+
 def test_api_refuses_wrong_argument_types_in_one_line():
     for path in (None, 5):
         with pytest.raises(TypeError, match="mpitune.load: path must be a file name"):
             mpitune.load(path)
     with pytest.raises(mpitune.SpecError, match="comm must be an mpi4py intracommunicator"):
         mpitune.run(lambda params, trial: 0.0, {"x": mpitune.Real(0.0, 1.0)}, comm="world")
+
+
+def test_api_refuses_a_null_communicator_in_one_line(tmp_path, monkeypatch):
+    """A rank left out of a Split gets an Intracomm equal to MPI.COMM_NULL: refused like
+    other bad comm values, instead of MPI's raw "Null communicator" exception."""
+    from mpi4py import MPI
+
+    monkeypatch.chdir(tmp_path)
+    left_out = MPI.COMM_WORLD.Split(MPI.UNDEFINED, 0)
+    assert isinstance(left_out, MPI.Intracomm) and left_out == MPI.COMM_NULL
+    for comm in (left_out, MPI.COMM_NULL):
+        with pytest.raises(mpitune.SpecError, match="comm must be an mpi4py intracommunicator"
+                           ".*COMM_NULL") as info:
+            mpitune.run(lambda params: 0.0, {"x": mpitune.Real(0.0, 1.0)}, comm=comm,
+                        storage="null.h5")
+        assert "\n" not in str(info.value)
+    assert os.listdir(tmp_path) == []
 
 
 def test_status_says_whether_to_continue(tmp_path, run):

@@ -86,6 +86,8 @@ SPEC_CASES = [
     ("max_trials_str_in_spec", GOOD + "max_trials = '10'\n", [], 2, ["max_trials", "'10'"]),
     ("sampler_unknown", GOOD, ["--sampler", "nope"], 2, ["sampler", "nope"]),
     ("sampler_not_sampler_in_spec", GOOD + "sampler = 3\n", [], 2, ["sampler", "3"]),
+    ("grid_of_a_huge_integer", spec_with('{"x": Real(0.0, 1.0), "n": Integer(0, 2**45)}'),
+     ["--sampler", "grid"], 2, ["'n'", "35184372088833 values", "values="]),
     ("direction_in_spec", GOOD + "direction = 'up'\n", [], 2, ["direction", "'up'"]),
     ("direction_on_cli", GOOD, ["--direction", "up"], 2, ["direction", "up"]),
     ("unknown_option", GOOD, ["--max-trails", "5"], 2, ["--max-trails"]),

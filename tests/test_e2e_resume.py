@@ -122,9 +122,15 @@ def test_resume_extends_budget_and_keeps_trials(tmp_path, run):
         np.testing.assert_array_equal(third[name], second[name], err_msg=name)
     assert elapsed < 20, f"a run at its budget took {elapsed:.1f} s"
 
-    # a smaller budget than what is stored: nothing runs, nothing is dropped
+    # a smaller budget than what is stored: nothing runs, nothing is dropped, and the log
+    # and status say so truly (not "100/60 trials finished")
     res = run(None, [spec, "--max-trials", 60, *common], env=env)
     assert res.returncode == 0, res.describe()
+    assert "complete: 100 trials finished, budget of 60 reached (100 complete" in res.stdout
+    assert "/60" not in res.stdout, res.describe()
+    status = run(None, ["status", path])
+    assert status.returncode == 0, status.describe()
+    assert status.stdout == f"{path}: 100 trials finished, budget of 60 reached; complete\n"
     assert count_calls(calls) == 100
     fourth = mpitune.load(path)
     assert len(fourth) == 100
@@ -145,6 +151,59 @@ def test_resume_switching_between_serial_and_mpi(tmp_path, run):
     np.testing.assert_array_equal(r["number"], np.arange(25))
     assert set(r["worker"][:10].tolist()) == {1}  # the serial run's in-process worker
     assert set(r["worker"][10:].tolist()) <= {1, 2}
+
+
+CHDIR_SPEC = """
+import os
+from mpitune import Real
+
+space = {"x": Real(-1.0, 1.0)}
+HOME = os.getcwd()
+
+
+def objective(params, trial):
+    os.chdir(os.path.join(HOME, "elsewhere"))  # e.g. a framework that changes directory
+    with open(os.path.join(trial.checkpoint_dir, "state"), "w") as f:
+        f.write(str(params["x"]))
+    return params["x"] ** 2
+"""
+
+
+def test_serial_objective_that_changes_directory_keeps_results_in_place(tmp_path, run):
+    """A relative --storage names the file where the run started, even after the in-process
+    objective changed directory: the journal, lock, snapshots and checkpoints stay there."""
+    spec = write_spec(tmp_path, CHDIR_SPEC)
+    (tmp_path / "elsewhere").mkdir()
+    res = run(None, [spec, "--storage", "cd.h5", "--max-trials", 10, "--snapshot-interval",
+                     0.01, "--progress-interval", 0])
+    assert res.returncode == 0, res.describe()
+    assert os.listdir(tmp_path / "elsewhere") == []
+    assert sorted(os.listdir(tmp_path)) == ["cd.h5", "cd.h5.checkpoints", "elsewhere",
+                                            "spec.py"]
+    r = mpitune.load(str(tmp_path / "cd.h5"))
+    assert len(r) == 10 and r.complete and (r["state"] == "complete").all()
+    assert sorted(os.listdir(tmp_path / "cd.h5.checkpoints")) == sorted(
+        f"trial-{n}" for n in range(10))
+
+
+def test_symlinked_results_file_stays_a_symlink_and_shares_its_files(tmp_path, run):
+    """A run through a symlink resumes the file it points to, keeps the link, and puts the
+    journal, lock and checkpoints beside the real file (where a run by its real name looks)."""
+    spec = write_spec(tmp_path, CHDIR_SPEC.replace('os.chdir(os.path.join(HOME, "elsewhere"))',
+                                                   "pass"))
+    (tmp_path / "scratch").mkdir()
+    common = [spec, "--progress-interval", 0, "--seed", 3]
+    res = run(2, [*common, "--storage", "scratch/s.h5", "--max-trials", 5])
+    assert res.returncode == 0, res.describe()
+    os.symlink("scratch/s.h5", tmp_path / "s.h5")
+    res = run(2, [*common, "--storage", "s.h5", "--max-trials", 10])
+    assert res.returncode == 0, res.describe()
+    assert os.path.islink(tmp_path / "s.h5")
+    assert sorted(os.listdir(tmp_path)) == ["s.h5", "scratch", "spec.py"]
+    r = mpitune.load(str(tmp_path / "scratch" / "s.h5"))
+    assert len(r) == 10 and r.complete and (r["state"] == "complete").all()
+    assert sorted(os.listdir(tmp_path / "scratch" / "s.h5.checkpoints")) == sorted(
+        f"trial-{n}" for n in range(10))
 
 
 def _complete_trials(r) -> dict:

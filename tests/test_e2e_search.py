@@ -362,3 +362,30 @@ def test_objective_may_hand_spec_functions_to_spawned_processes(tmp_path, run, r
     r = mpitune.load(str(tmp_path / "results.h5"))
     assert (r["state"] == "complete").all(), r["error"]
     np.testing.assert_array_equal(r["value"], r["x"] ** 2)
+
+
+@pytest.mark.parametrize("ranks", [2, None])
+def test_objective_changing_list_and_dict_constants_changes_its_own_copy(tmp_path, run,
+                                                                          ranks):
+    """Constants that are lists or dicts (plain or Constant, nested too) reach every trial
+    as given, even when earlier trials on the same worker changed theirs in place (e.g. by
+    appending layer sizes); the space stored in the results file is unchanged."""
+    spec = write_spec(tmp_path, '''
+        from mpitune import Constant, Real
+        space = {"x": Real(0.0, 1.0), "hidden": [64, 64], "opts": Constant({"wd": [0.1]}),
+                 "pair": ([1], 2)}
+        def objective(params, trial):
+            seen = [params["hidden"], params["opts"], params["pair"]]
+            assert seen == [[64, 64], {"wd": [0.1]}, ([1], 2)], seen
+            params["hidden"].append(8)
+            params["opts"]["wd"].append(1)
+            params["pair"][0].append(3)
+            return params["x"]
+    ''')
+    path = str(tmp_path / "mutable.h5")
+    res = run(ranks, [spec, "--max-trials", 8, "--storage", path, "--progress-interval", 0])
+    assert res.returncode == 0, res.describe()
+    r = mpitune.load(path)
+    assert r["error"].tolist() == [""] * 8
+    assert len(r) == 8 and (r["state"] == "complete").all()
+    assert r.space.constants == {"hidden": [64, 64], "opts": {"wd": [0.1]}, "pair": [[1], 2]}

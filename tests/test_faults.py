@@ -329,6 +329,32 @@ def test_objective_raising_systemexit_or_keyboardinterrupt_fails_the_trial(tmp_p
     assert all("KeyboardInterrupt" in r["error"][n] for n in numbers[numbers % 4 == 2])
 
 
+@pytest.mark.parametrize("ranks", [None, 2])
+def test_journal_deleted_during_the_run_costs_nothing(tmp_path, spec, run, ranks):
+    """The final snapshot holds every trial; the run used to end with exit 1 on the
+    FileNotFoundError of removing the journal that was already gone."""
+    if ranks and MPIEXEC is None:
+        pytest.skip("no mpiexec")
+    path = tmp_path / "gone.h5"
+    deleting = spec("""
+        import os
+        from mpitune import Real
+
+        space = {"x": Real(0.0, 1.0)}
+
+
+        def objective(params, trial):
+            if trial.number == 5:
+                os.unlink("gone.h5.journal")  # a clean-up script, say
+            return params["x"]
+        """)
+    res = run(ranks, [deleting, "--storage", path, "--max-trials", 20,
+                      "--progress-interval", 0])
+    assert res.returncode == 0, res.describe()
+    check_finished(path, 20, {})
+    assert (mpitune.load(str(path))["state"] == "complete").all()
+
+
 @pytest.mark.parametrize("ranks", [None, 3])
 def test_trial_timeout_stores_a_hung_trial_as_timeout(tmp_path, spec, run, ranks):
     if ranks and MPIEXEC is None:

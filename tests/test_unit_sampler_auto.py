@@ -43,6 +43,9 @@ def test_grid_size():
     nested = Space({"o": Categorical(["a", "b"]), "p": Categorical([1, 2, 3], when={"o": "a"}),
                     "k": Integer(1, 4, when={"p": [1, 2]}), "j": Integer(0, 1)})
     assert grid_size(nested) == ((2 * 4 + 1) + 1) * 2
+    # more values than a grid lists: no grid, and no attempt to list them (MemoryError)
+    assert grid_size(Space({"n": Integer(0, 2**45), "c": Categorical([1, 2])})) is None
+    assert choose(Space({"n": Integer(0, 2**45)}), 100)[0] == "gp"
 
 
 def test_auto_switching_to_grid_on_resume_runs_the_rest_of_the_grid_once():

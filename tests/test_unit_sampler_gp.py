@@ -311,6 +311,27 @@ def test_warp_tames_heavy_tails_and_keeps_the_order():
     assert np.all(warp(np.full(5, 3.0))[0] == 0.0)
 
 
+
+@pytest.mark.parametrize("scale", [1e-320, 1e-300, 1e300, 1e307])
+def test_warp_of_losses_near_the_ends_of_float64_is_the_warp_of_plain_ones(scale):
+    """Subnormal losses (1e-320) used to give a zero or subnormal standard deviation and
+    infinite bounds for the power search (rank 0 crashed); huge ones an infinite variance
+    (every loss warped to 0). Scaled, they warp as the same losses of ordinary size."""
+    y = np.random.default_rng(2).uniform(-1.0, 1.0, 30)
+    plain, power = warp(y)
+    warped, scaled_power = warp(scale * y)
+    assert np.all(np.isfinite(warped)) and math.isfinite(scaled_power)
+    np.testing.assert_array_equal(stats.rankdata(warped), stats.rankdata(scale * y))
+    tolerance = 1e-2 if scale < 1e-310 else 1e-6  # subnormals keep only a few digits
+    np.testing.assert_allclose(warped, plain, atol=tolerance)
+
+
+def test_subnormal_losses_are_modelled_not_fatal():
+    x = np.random.default_rng(0).random((25, 3))
+    points = fresh(space=CUBE).suggest(2, history(CUBE, x, 1e-320 * quadratic(x)))
+    assert np.all(np.isfinite(points)) and np.all((points >= 0) & (points < 1))
+
+
 def test_fitted_length_scales_find_the_relevant_dimension():
     x = np.random.default_rng(0).random((40, 3))
     y = np.sin(6 * x[:, 0])

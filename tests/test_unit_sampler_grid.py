@@ -255,6 +255,20 @@ def test_nested_conditions_count_each_active_configuration():
     assert len(set(rows)) == n
 
 
+
+def test_an_integer_with_more_values_than_a_grid_lists_is_refused_in_one_line():
+    """Integer(0, 2**45) used to end in a MemoryError listing its 3.5e13 values; now a
+    SpecError names the parameter and the way out, and given values are fine."""
+    space = Space({"x": Real(0, 1), "n": Integer(0, 2**45)})
+    with pytest.raises(SpecError, match=r"'n' has 35184372088833 values .*values=") as info:
+        grid(space)
+    assert "\n" not in str(info.value)
+    s = grid(space, values={"n": [0, 2**20, 2**45]})
+    assert s.capacity() == s.levels * 3
+    stepped = Space({"n": Integer(0, 2**45, step=2**30)})  # 32769 values: listed
+    assert grid(stepped).capacity() == 2**15 + 1
+
+
 def test_a_grid_far_past_float_range_works_with_python_ints():
     """400 parameters of 10 values: 10**400 combinations, no float overflow."""
     space = Space({f"i{j}": Integer(0, 9) for j in range(400)})

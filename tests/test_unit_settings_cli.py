@@ -95,6 +95,15 @@ def test_validate_accepts_valid_values(changes):
     Settings().replace(**changes).validate()
 
 
+def test_validate_accepts_a_pathlib_storage_as_its_text(tmp_path):
+    """``mpitune.run(..., storage=pathlib.Path(...))`` was refused ("must be a file
+    path"); any os.PathLike is now the same as its text, which the JSON settings hold."""
+    s = Settings(storage=tmp_path / "runs" / "r.h5")
+    s.validate()
+    assert s.storage == str(tmp_path / "runs" / "r.h5") and type(s.storage) is str
+    assert json.loads(s.to_json())["storage"] == s.storage
+
+
 def test_validate_makes_numpy_numbers_plain():
     """numpy numbers in a spec (``max_trials = np.int64(5)``) become int and float, which
     the results file's JSON settings can hold."""

@@ -557,6 +557,23 @@ def test_typed_reals_come_back_as_written(dim):
     assert dim.to_user(np.array([np.nextafter(1.0, 0.0)]))[0] == dim.high
 
 
+
+@pytest.mark.parametrize("kind", [np.float16, np.float32, np.int32])
+def test_numpy_typed_bounds_give_the_values_the_results_file_stores(kind):
+    """Bounds typed as numpy numbers become plain Python numbers: computed from float16
+    or float32 bounds, the values were rounded to that precision and differed from the
+    ones the results file recomputes from its float64 copy of the space."""
+    space = Space({"x": Real(kind(0), kind(1)), "y": Real(kind(1), kind(100), log=True),
+                   "n": Integer(np.int16(0), np.int16(30), step=np.int8(3))})
+    assert [type(v) for v in (space.dims[0].low, space.dims[1].high)] == [
+        float if kind is not np.int32 else int] * 2
+    assert {type(v) for v in (space.dims[2].low, space.dims[2].step)} == {int}
+    stored = Space.from_json(space.to_json())
+    unit = np.random.default_rng(5).random((200, space.ndim))
+    assert space.params(unit) == stored.params(unit)
+    assert all(type(p["x"]) is float for p in space.params(unit))
+
+
 def test_tidy_moves_only_values_next_to_a_short_decimal():
     off = np.array([0.0010000000000000002, 0.9999999999999999, -2.5000000000000004,
                     1e-30 * 1.0000000000000002, 1e300 * 1.0000000000000002])

@@ -581,6 +581,21 @@ def test_store_simulated_crash_between_snapshot_and_truncate(tmp_path):
     assert m.journal_seq == len(evs)
 
 
+def test_store_closes_cleanly_when_the_journal_was_deleted_during_the_run(tmp_path):
+    """The final snapshot holds every trial, so a journal someone deleted (a cleanup
+    script, a user) costs nothing: close neither fails nor loses a trial."""
+    s = settings(tmp_path)
+    store = Store.open(s, SPACE, 2)
+    record_all(store)
+    store.journal.write()
+    os.unlink(s.storage + JOURNAL_SUFFIX)
+    store.close("complete")
+    m, t = read_state(s.storage)
+    assert_same_table(built_table(), t)
+    assert m.complete is True
+    assert sorted(os.listdir(tmp_path)) == ["results.h5"]
+
+
 def test_store_refuses_a_different_space_and_leaves_the_file_alone(tmp_path):
     s = settings(tmp_path)
     store = Store.open(s, SPACE, 1)
@@ -682,6 +697,50 @@ def test_second_open_is_refused_while_the_first_is_open(tmp_path):
     Store.open(s, SPACE, 1).close("complete")
 
 
+def test_two_names_of_one_file_share_its_lock_journal_and_snapshots(tmp_path):
+    """A symlink to the results file is resolved once at open: the lock excludes a second
+    run by the real name, the journal lies beside the real file (where a reader by either
+    name finds it), and snapshots replace the real file, not the link."""
+    (tmp_path / "scratch").mkdir()
+    real = str(tmp_path / "scratch" / "r.h5")
+    link = str(tmp_path / "r.h5")
+    Store.open(settings(tmp_path, storage=real), SPACE, 1).close("complete")
+    os.symlink(real, link)
+    store = Store.open(settings(tmp_path, storage=link), SPACE, 1)
+    try:
+        with pytest.raises(StorageError, match="in use"):
+            Store.open(settings(tmp_path, storage=real), SPACE, 1)
+        assert os.path.exists(real + LOCK_SUFFIX) and os.path.exists(real + JOURNAL_SUFFIX)
+        store.record({"k": "A", "n0": 0, "u": [[0.5] * D]})
+        store.journal.write()
+        assert read_state(link)[1].n == 1 and read_state(real)[1].n == 1
+        store.snapshot()
+        assert os.path.islink(link) and read_snapshot(real)[1].n == 1
+    finally:
+        store.close("complete")
+    assert sorted(os.listdir(tmp_path)) == ["r.h5", "scratch"]
+    assert sorted(os.listdir(tmp_path / "scratch")) == ["r.h5"]
+    assert store.checkpoint_root == real + ".checkpoints"
+
+
+def test_store_paths_do_not_move_with_the_working_directory(tmp_path, monkeypatch):
+    """A relative storage name is resolved at open: a later chdir (an objective in a serial
+    run) changes nothing about where the journal, snapshots and lock go."""
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    store = Store.open(settings(tmp_path, storage="r.h5"), SPACE, 1)
+    try:
+        monkeypatch.chdir(tmp_path / "elsewhere")
+        store.record({"k": "A", "n0": 0, "u": [[0.5] * D]})
+        store.tick(store.journal.last_write + 10.0)
+        store.snapshot()
+    finally:
+        store.close("complete")
+    assert os.listdir(tmp_path / "elsewhere") == []
+    assert sorted(os.listdir(tmp_path)) == ["elsewhere", "r.h5"]
+    assert read_state(str(tmp_path / "r.h5"))[1].n == 1
+
+
 def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -700,6 +759,25 @@ def test_stale_lock_of_a_dead_pid_on_this_host_is_taken_over(tmp_path):
             assert json.load(f)["pid"] == os.getpid()
     finally:
         store.close("complete")
+
+
+def test_stale_lock_naming_this_very_process_is_taken_over(tmp_path):
+    """A lock left by a killed run whose pid this process got again (pid reuse, common in
+    containers) blocked every restart; only a lock this process really holds is live.
+    Two stores in one process on one file still exclude each other."""
+    s = settings(tmp_path)
+    Store.open(s, SPACE, 1).close("complete")
+    lock = s.storage + LOCK_SUFFIX
+    with open(lock, "w") as f:
+        json.dump({"host": socket.gethostname(), "pid": os.getpid(), "since": 0.0}, f)
+    store = Store.open(s, SPACE, 1)
+    try:
+        with pytest.raises(StorageError, match="in use") as info:
+            Store.open(s, SPACE, 1)
+        assert f"pid {os.getpid()}" in str(info.value)
+    finally:
+        store.close("complete")
+    assert not os.path.exists(lock)
 
 
 def test_lock_of_a_live_process_on_another_host_with_fresh_heartbeat_is_respected(tmp_path):

@@ -306,8 +306,16 @@ def _impute(loss: np.ndarray) -> np.ndarray:
 
 
 def _standardise(y: np.ndarray) -> np.ndarray:
+    """Zero mean and unit variance. Scaled into [-1, 1] first, so that losses near the ends
+    of float64's range (subnormal ones like 1e-320, or ones near 1e308) neither underflow
+    to a zero variance nor overflow to an infinite one."""
+    top = float(np.max(np.abs(y))) if y.size else 0.0
+    if not (top > 0 and math.isfinite(top)):
+        return np.zeros_like(y)
+    y = y / top
+    y = y - np.mean(y)
     sd = np.std(y)
-    return (y - np.mean(y)) / (sd if sd > 0 else 1.0)
+    return y / sd if sd > 0 else y
 
 
 def warp(y: np.ndarray, power: Optional[float] = None) -> tuple[np.ndarray, float]:

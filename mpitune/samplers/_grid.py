@@ -46,6 +46,7 @@ def _rows(a: Optional[np.ndarray], d: int) -> np.ndarray:
 
 
 MAX_BLOCKS = 100_000  # combinations of the values of condition parents a grid may have
+MAX_VALUES = 1_000_000  # values an Integer may have on the grid: each is listed in memory
 _INT64_SAFE = 2**31  # below this, products of two combination numbers fit in int64
 
 
@@ -224,6 +225,11 @@ class GridSampler(Sampler):
             return list(dim.choices)
         if dim.kind == "integer":
             step = 1 if dim.log else dim.step
+            if dim.size > MAX_VALUES:
+                raise SpecError(f"GridSampler: parameter '{dim.name}' has {dim.size} values "
+                                f"({dim.low}..{dim.high}), more than the {MAX_VALUES} a grid "
+                                f"lists; give the ones to try with GridSampler(values="
+                                f"{{'{dim.name}': [...]}}) or use another sampler")
             return list(range(dim.low, dim.high + 1, step))
         if self.levels == 1:
             return [float(dim.to_user(np.array([0.5]))[0])]
