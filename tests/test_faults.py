@@ -471,7 +471,9 @@ def test_sigterm_during_startup_exits_75(tmp_path, spec, start):
 def test_sigterm_while_a_worker_still_loads_the_spec_writes_nothing(tmp_path, spec, start):
     """One worker takes long to import the spec (a slow shared file system); the other is
     ready and says BYE when the signal comes. Rank 0 must not count that BYE as a second
-    ready worker: it writes nothing and ends with 75, saying why."""
+    ready worker: it writes nothing and ends with 75, saying why. (The slow import ends
+    within rank 0's shutdown wait: a rank that never answers ends the job by MPI_Abort,
+    whose status MPICH reports as 75 or 9 at random.)"""
     path = tmp_path / "slow.h5"
     slow = spec("""
         import time
@@ -479,7 +481,7 @@ def test_sigterm_while_a_worker_still_loads_the_spec_writes_nothing(tmp_path, sp
         from mpitune import Real
 
         if MPI.COMM_WORLD.rank == 2:
-            time.sleep(1000)
+            time.sleep(3)
         space = {"x": Real(0.0, 1.0)}
 
 
