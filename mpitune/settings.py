@@ -26,9 +26,10 @@ def _field(default: Any, help: str, **kw: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, **kw})
 
 
-def _plain(value: Any) -> Any:
-    """A numpy (or other) number as a plain int or float, since the settings are stored as
-    JSON; anything else unchanged."""
+def plain_number(value: Any) -> Any:
+    """A numpy (or other) number as a plain int or float (settings are stored as JSON, and
+    a range's float16/float32 bounds would round its values unlike the stored float64
+    ones); anything else unchanged, for validation to judge."""
     if isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, numbers.Integral):
@@ -98,7 +99,7 @@ class Settings:
         numpy numbers are accepted and become plain int or float here, and a
         ``pathlib.Path`` (any os.PathLike) storage becomes a str."""
         for name in FIELD_NAMES:
-            setattr(self, name, _plain(getattr(self, name)))
+            setattr(self, name, plain_number(getattr(self, name)))
 
         def bad(name: str, rule: str) -> SpecError:
             return SpecError(f"setting '{name}' is {short_repr(getattr(self, name))}, but "

@@ -15,6 +15,7 @@ import numbers
 from typing import Any
 
 from .errors import SpecError, short_repr
+from .settings import plain_number
 
 RESERVED_NAMES = frozenset(
     {"number", "state", "value", "worker", "host", "gpu", "t_start", "t_end", "duration",
@@ -42,19 +43,6 @@ def _jsonable(x: Any) -> bool:
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
-def _plain_number(x: Any) -> Any:
-    """A numpy (or other) number as a plain int or float; anything else unchanged, for
-    ``validate`` to judge. Values computed from float16 or float32 bounds would be rounded
-    to that precision, unlike the float64 bounds the results file stores."""
-    if isinstance(x, (bool, int, float)):
-        return x
-    if isinstance(x, numbers.Integral):
-        return int(x)
-    if isinstance(x, numbers.Real):
-        return float(x)
-    return x
 
 
 # A tidy value is a decimal of at most 12 significant digits (people write no more), or 0,
@@ -268,7 +256,7 @@ class Real(Dimension):
 
     def __init__(self, low: float, high: float, log: bool = False,
                  when: dict | None = None) -> None:
-        self.low, self.high = _plain_number(low), _plain_number(high)
+        self.low, self.high = plain_number(low), plain_number(high)
         self.log, self.when = log, when
 
     def validate(self) -> None:
@@ -349,7 +337,7 @@ class Integer(Dimension):
 
     def __init__(self, low: int, high: int, step: int = 1, log: bool = False,
                  when: dict | None = None) -> None:
-        self.low, self.high, self.step = (_plain_number(x) for x in (low, high, step))
+        self.low, self.high, self.step = (plain_number(x) for x in (low, high, step))
         self.log, self.when = log, when
 
     def validate(self) -> None:

@@ -383,7 +383,6 @@ def test_trial_timeout_stores_a_hung_trial_as_timeout(tmp_path, spec, run, ranks
     assert 0.4 < r["duration"][2] < 5.0
 
 
-
 @pytest.mark.parametrize("ranks", [None, 3])
 def test_timeouts_that_hit_reports_leave_every_curve_whole(tmp_path, spec, run, ranks):
     """A trial_timeout of 2 ms against an objective that does nothing but report: the
