@@ -226,10 +226,10 @@ def _announce(store, space, settings, n_workers: int, suggester) -> None:
     t = store.table
     resumed = (f"resuming {t.n_finished} finished trials, {suggester.n_rerun} to re-run"
                if t.n else "new search")
-    held = len(suggester.configs) - len(suggester.configs_todo)
     if t.n and len(suggester.configs):
-        resumed += (f"; {len(suggester.configs_todo)} of {len(suggester.configs)} explicit "
-                    f"configurations to run first ({held} already in the file)")
+        todo, given = len(suggester.configs_todo), len(suggester.configs)
+        resumed += (f"; {todo} of {given} explicit configurations to run first "
+                    f"({given - todo} already in the file)")
     budget = suggester.budget(settings.max_trials)
     ends = " (all the sampler has)" if budget < settings.max_trials else ""
     log(f"{n_workers} worker(s), {budget} trials{ends} to {settings.direction}, "

@@ -245,8 +245,12 @@ class Dimension:
         u = np.asarray(u, dtype=float)
         out = u.copy()
         ok = ~np.isnan(u)
-        out[ok] = self.to_unit(self.to_user(np.clip(u[ok], 0.0, 1.0)))
+        out[ok] = self._centre(np.clip(u[ok], 0.0, 1.0))
         return out
+
+    def _centre(self, u):
+        """The unit value of the user value that the unit values ``u`` map to."""
+        return self.to_unit(self.to_user(u))
 
 
 class Real(Dimension):
@@ -492,16 +496,10 @@ class Categorical(Dimension):
         table[:] = self.choices
         return table[self.index(u)]
 
-    def snap(self, u):
-        """As :meth:`Dimension.snap`, on the indices alone: the choices are distinct, so a
-        round trip through the user values (JSON keys per value) would give the same."""
-        import numpy as np
-
-        u = np.asarray(u, dtype=float)
-        out = u.copy()
-        ok = ~np.isnan(u)
-        out[ok] = (self.index(np.clip(u[ok], 0.0, 1.0)) + 0.5) / self.size
-        return out
+    def _centre(self, u):
+        """On the indices alone: the choices are distinct, so the round trip through the
+        user values (a JSON key per value) gives the same, far more slowly."""
+        return (self.index(u) + 0.5) / self.size
 
     def to_unit(self, values):
         import numpy as np

@@ -50,7 +50,6 @@ class Suggester:
         # explicit configurations as unit rows, checked by configs_to_unit
         self.configs = np.empty((0, space.ndim)) if configs is None else configs
         self.configs_todo = configs_not_run(self.configs, table.unit.data[:table.n])
-        self._next_config = 0
         self.fidelity = fidelity  # a pruner that says which losses the sampler models (BOHB)
         self.trial_seconds: float | None = None  # mean trial duration, from the master
         self.n_fallback = 0  # points that came from the stand-in
@@ -116,10 +115,9 @@ class Suggester:
         k -= len(rerun)
         if k <= 0:
             return rerun, None
-        if len(self.queue) < k and self._next_config < len(self.configs_todo):
-            start = self._next_config
-            fixed = self.configs_todo[start:start + k - len(self.queue)]
-            self._next_config += len(fixed)
+        if len(self.queue) < k and len(self.configs_todo):
+            m = k - len(self.queue)
+            fixed, self.configs_todo = self.configs_todo[:m], self.configs_todo[m:]
             self.queue = np.concatenate([self.queue, fixed])
         if len(self.queue) < k:
             n = max(self.batch_size, k - len(self.queue))
