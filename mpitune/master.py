@@ -291,7 +291,7 @@ class Master:
         from another thread runs without (as a worker there does), and says so."""
         self.signals.extend(stopsignals.received)
         stopsignals.received.clear()
-        if threading.current_thread() is not threading.main_thread():
+        if not stopsignals.in_main_thread():
             inline_timeout = self.inline is not None and self.settings.trial_timeout
             timeout = " and trial_timeout is not enforced" if inline_timeout else ""
             log(f"running in thread {threading.current_thread().name!r}, not the main "

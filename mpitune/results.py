@@ -23,6 +23,9 @@ from .table import STATES, TrialTable
 class Results:
     """Trials and curves of a search as numpy columns.
 
+    ``path`` is the name given to :func:`load`; from :func:`mpitune.run`, the file's
+    absolute name (a serial objective may have changed the working directory).
+
     ``trials`` holds ``number``, ``state`` (strings: complete, failed, pruned, running,
     interrupted), ``value``, one column per parameter (user values; categorical columns
     hold the choices), one per metric (named ``metric.NAME`` if NAME is taken), ``worker``,

@@ -250,7 +250,8 @@ def _run_master(master, store, settings):
         store.abandon()
         raise
     master.progress.summary(status, time.monotonic(), settings.storage)
-    results = results_from_table(settings.storage, store.meta, store.table)
+    # the file's absolute name: a serial objective may have changed directory since
+    results = results_from_table(store.path, store.meta, store.table)
     results.status = status
     return results, code
 

@@ -9,6 +9,7 @@ loaded, so a signal during start-up is neither fatal nor lost: workers keep igno
 from __future__ import annotations
 
 import signal
+import threading
 from typing import Callable
 
 NAMES = ("SIGTERM", "SIGINT", "SIGUSR1")
@@ -34,9 +35,13 @@ def restore(previous: dict) -> None:
         signal.signal(sig, handler)
 
 
+def in_main_thread() -> bool:
+    """Whether this is the main thread: the only one where Python sets signal handlers
+    (and so the only one a search can stop, interrupt or time out by signal)."""
+    return threading.current_thread() is threading.main_thread()
+
+
 def record_early() -> None:
     """Record stop signals from now on (main thread only; elsewhere this is a no-op)."""
-    import threading
-
-    if threading.current_thread() is threading.main_thread():
+    if in_main_thread():
         install(_record)

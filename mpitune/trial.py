@@ -14,6 +14,7 @@ import time
 import traceback
 from typing import Any, Callable
 
+from . import stopsignals
 from .errors import TrialInterrupted, TrialPruned, TrialTimedOut, safe_text, short_repr
 
 # State codes, as in mpitune.table (kept here too so that workers need not import numpy).
@@ -274,7 +275,7 @@ def time_limit(seconds: float | None, trial: Trial):
     ``trial._stop``: Python code stops at once, a long call into C when it returns to
     Python, mpitune's code inside ``trial.report`` when it is done. The handler only
     raises while the body runs, so a late signal cannot hit the caller."""
-    if not seconds or threading.current_thread() is not threading.main_thread():
+    if not seconds or not stopsignals.in_main_thread():
         yield
         return
     armed = True

@@ -77,7 +77,7 @@ class Worker:
 
     # ---- stop signals reach every rank: a trial that never reports is still stopped ----
     def _watch_signals(self) -> dict:
-        if threading.current_thread() is not threading.main_thread():
+        if not stopsignals.in_main_thread():
             return {}
         previous = stopsignals.install(self._on_stop_signal)
         previous.update(self.watch_interrupts())
@@ -87,7 +87,7 @@ class Worker:
         """Let the grace timer interrupt the running trial (SIGUSR2 to this thread, see
         :meth:`_arm_interrupter`); return the previous handler. Main thread only: elsewhere
         a stop reaches the trial at its next report."""
-        if threading.current_thread() is not threading.main_thread():
+        if not stopsignals.in_main_thread():
             return {}
         self._watching = True
         return {signal.SIGUSR2: signal.signal(signal.SIGUSR2, self._on_interrupt)}

@@ -349,11 +349,42 @@ def test_run_from_a_thread_that_is_not_the_main_one(tmp_path, run, ranks):
     script = write_spec(tmp_path, IN_A_THREAD, "threaded.py")
     res = run(ranks, [script], module=False)
     assert res.returncode == 0, res.describe()
-    assert "OUT Results('thread.h5': 5 trials (5 complete))" in res.stdout, res.describe()
+    where = os.path.realpath(tmp_path / "thread.h5")
+    assert f"OUT Results('{where}': 5 trials (5 complete))" in res.stdout, res.describe()
     said = [line for line in res.stderr.splitlines() + res.stdout.splitlines()
             if "stop signals (SIGTERM, SIGINT, SIGUSR1) are not handled" in line]
     assert len(said) == 1 and "'searcher'" in said[0], res.describe()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thread.h5", "threaded.py"]
+
+
+CHANGES_DIRECTORY = """
+import os
+
+import mpitune
+from mpitune import Real
+
+
+def objective(params):
+    os.chdir("elsewhere")  # once: a framework that changes directory
+    return params["x"] ** 2
+
+
+r = mpitune.run(objective, {"x": Real(-1.0, 1.0)}, max_trials=3, storage="cd.h5",
+                progress_interval=0)
+if r is not None:
+    print("PATH", r.path, len(mpitune.load(r.path)), flush=True)
+"""
+
+
+def test_results_of_run_name_the_file_after_the_objective_changed_directory(tmp_path, run):
+    """Serially the objective runs in this process: a chdir there must not leave
+    ``Results.path`` naming a file that is not there (it is the absolute name)."""
+    script = write_spec(tmp_path, CHANGES_DIRECTORY.replace('"elsewhere"', repr(
+        str(tmp_path / "elsewhere"))), "cd_script.py")
+    (tmp_path / "elsewhere").mkdir()
+    res = run(None, [script], module=False)
+    assert res.returncode == 0, res.describe()
+    assert f"PATH {os.path.realpath(tmp_path / 'cd.h5')} 3" in res.stdout, res.describe()
 
 
 def test_api_refuses_wrong_argument_types_in_one_line():

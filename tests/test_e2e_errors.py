@@ -243,18 +243,23 @@ def test_second_concurrent_run_is_refused_by_the_lock(tmp_path, start, run):
         assert first.running(), first.wait().describe()
         assert time.monotonic() < deadline, "the first run never started"
         time.sleep(0.02)
-    owner = json.loads((tmp_path / "busy.h5.lock").read_text())
+    lock_text = (tmp_path / "busy.h5.lock").read_text()
+    owner = json.loads(lock_text)
     for ranks in (3, None):
         res = run(ranks, [spec, "--storage", "busy.h5", "--max-trials", 200], timeout=30)
         if not first.running():
             pytest.fail("the first run ended before the second was refused; slow it down")
-        check_refused(res, 3, ["busy.h5", "in use", f"pid {owner['pid']}"])
+        check_refused(res, 3, ["busy.h5", "in use by another mpitune run",
+                               f"pid {owner['pid']}"])
+        assert (tmp_path / "busy.h5.lock").read_text() == lock_text  # the lock untouched
     res = first.wait(60)
     assert res.returncode == 0, res.describe()
     r = mpitune.load(str(path))
     assert len(r) == 200 and r.complete  # 5 s: outlives the two refused starts
     np.testing.assert_array_equal(r["number"], np.arange(200))
+    assert set(r["state"].tolist()) == {"complete"}
     assert not (tmp_path / "busy.h5.lock").exists()
+    assert not (tmp_path / "busy.h5.journal").exists()
 
 
 def run_failing_on_rank_2(tmp_path, run, pristine):

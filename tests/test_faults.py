@@ -98,30 +98,6 @@ def test_kill_resume_loses_nothing(tmp_path, series):
 
 
 # ---- locks -------------------------------------------------------------------------------
-def test_second_concurrent_run_is_refused(tmp_path, spec, start, run):
-    path = tmp_path / "busy.h5"
-    lock = tmp_path / "busy.h5.lock"
-    first = start(3, [spec(SLOW), "--storage", path, "--max-trials", 200,
-                      "--progress-interval", 0])  # about 5 s
-    deadline = time.monotonic() + 30
-    while not (path.exists() and lock.exists()):
-        assert first.running() and time.monotonic() < deadline, "first run did not start"
-        time.sleep(0.02)
-    owner = lock.read_text()
-    second = run(3, [str(tmp_path / "spec.py"), "--storage", path, "--max-trials", 200],
-                 timeout=30)
-    assert first.running(), "the first run ended before the second one was refused"
-    assert second.returncode == 3, second.describe()
-    lines = error_lines(second.stderr)
-    assert len(lines) == 1, second.describe()
-    pid = json.loads(owner)["pid"]
-    assert "in use by another mpitune run" in lines[0] and f"pid {pid}" in lines[0]
-    assert lock.read_text() == owner  # the refused run did not touch the lock
-    result = first.wait(60)
-    assert result.returncode == 0, result.describe()
-    check_finished(path, 200, {})
-
-
 def _dead_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()

@@ -1,22 +1,23 @@
-"""Quasi-random (low-discrepancy) search with scipy.stats.qmc."""
+"""Quasi-random (low-discrepancy) search: scrambled Sobol' points (our generator, see
+:mod:`._sobol`) and Latin hypercubes (scipy.stats.qmc)."""
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
 from ..errors import SpecError
 from ._base import History, Sampler
 from ._random import RandomSampler
+from ._sobol import BITS, MAXDIM, Sobol
 
 
 class SobolSampler(Sampler):
     """Scrambled Sobol' points: fill the space more evenly than random points.
 
-    The engine is fast-forwarded to ``history.n_total``, so a resumed search proposes the
-    points the uninterrupted one would have. Above scipy's dimension limit (21201) it
-    falls back to :class:`RandomSampler`.
+    Point ``i`` of the search is point ``i`` of the sequence (``history.n_total`` numbers
+    the next one), so a resumed search proposes the points the uninterrupted one would
+    have. Above 21201 dimensions, or past the sequence's 2^30 points, it falls back to
+    :class:`RandomSampler`.
     """
 
     name = "sobol"
@@ -25,26 +26,17 @@ class SobolSampler(Sampler):
     def __init__(self, seed=None, scramble: bool = True) -> None:
         super().__init__(seed)
         self.scramble = scramble
-        self._engine = None
-        self._position = -1
+        self._engine: Sobol | None = None
 
     def suggest(self, n: int, history: History) -> np.ndarray:
-        from scipy.stats import qmc
-
         d = history.ndim
         if d == 0:
             return np.empty((n, 0))
-        if d > qmc.Sobol.MAXDIM:
+        if d > MAXDIM or history.n_total + n > 2 ** BITS:
             return RandomSampler(self.seed).suggest(n, history)
-        if self._engine is None or self._position > history.n_total:
-            self._engine = qmc.Sobol(d, scramble=self.scramble, seed=self.seed)
-            self._position = 0
-        if self._position != history.n_total:
-            self._engine.fast_forward(history.n_total - self._position)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # balance needs 2^k points; fine
-            points = self._engine.random(n)
-        self._position = history.n_total + n
+        if self._engine is None or self._engine.d != d:
+            self._engine = Sobol(d, scramble=self.scramble, seed=self.seed)
+        points = self._engine.points(history.n_total, n)
         return np.minimum(points, np.nextafter(1.0, 0.0))
 
     def __repr__(self) -> str:
