@@ -112,15 +112,15 @@ def results_from_table(path: str, meta: Meta, table: TrialTable) -> Results:
         key = name if name not in trials and name not in RESERVED_NAMES else f"metric.{name}"
         trials[key] = col.data.copy()
     trials["worker"] = table.worker.data.copy()
-    trials["host"] = labels[table.host.data].astype(str)
-    trials["gpu"] = labels[table.gpu.data].astype(str)
+    trials["host"] = labels[table.host.data]
+    trials["gpu"] = labels[table.gpu.data]
     trials["t_start"] = table.t_start.data.copy()
     trials["t_end"] = table.t_end.data.copy()
     trials["duration"] = trials["t_end"] - trials["t_start"]
     errors = np.full(n, "", dtype=object)
     for number, text in table.errors.items():
         errors[number] = text
-    trials["error"] = errors.astype(str)
+    trials["error"] = errors  # object: one long traceback must not widen every row
     curves = {"trial": table.curve_trial.data.copy(), "step": table.curve_step.data.copy(),
               "value": table.curve_value.data.copy(), "time": table.curve_time.data.copy()}
     return Results(path=path, space=space, settings=json.loads(meta.settings_json or "{}"),

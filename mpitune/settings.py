@@ -39,6 +39,19 @@ def plain_number(value: Any) -> Any:
     return value
 
 
+def plain_value(value: Any) -> Any:
+    """``value`` with numpy scalars as plain Python ones (``.item()``), inside lists,
+    tuples and dicts too: explicit configurations built with numpy are stored as JSON."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain_value(v) for v in value)
+    if isinstance(value, dict):
+        return {k: plain_value(v) for k, v in value.items()}
+    item = getattr(value, "item", None)
+    if type(value).__module__ == "numpy" and callable(item) and getattr(value, "ndim", 1) == 0:
+        return item()
+    return value
+
+
 @dataclasses.dataclass
 class Settings:
     """All knobs of a search. Defaults suit a cluster job; see ``--help``."""
@@ -144,6 +157,8 @@ class Settings:
         if self.configs is not None and (not isinstance(self.configs, list) or not all(
                 isinstance(c, dict) for c in self.configs)):
             raise bad("configs", "must be a list of dicts of parameter -> value")
+        if self.configs is not None:
+            self.configs = [plain_value(c) for c in self.configs]
         from .samplers import check_sampler
 
         check_sampler(self.sampler)

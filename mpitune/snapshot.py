@@ -62,6 +62,8 @@ def param_columns(space: Space, unit: np.ndarray) -> dict[str, np.ndarray]:
     (strings, numbers or booleans; other JSON values as JSON text). A conditional
     parameter is missing where it was inactive: nan in a numeric column (conditional
     integer and boolean columns are float64 so that they can hold nan), "" in a text one.
+    Text columns are object arrays of ``str`` that share one object per choice: a
+    fixed-width array would take trials x longest choice x 4 bytes.
     """
     out = {}
     for j, (dim, col) in enumerate(zip(space.dims, space.columns(unit))):
@@ -71,16 +73,16 @@ def param_columns(space: Space, unit: np.ndarray) -> dict[str, np.ndarray]:
             col = col.astype(np.float64 if dim.when else np.int64)
         elif isinstance(dim, Categorical):
             kind = dim.column_kind
-            if kind == "str":
-                col = col.astype(str)
-            elif kind == "json":
-                col = np.array([json.dumps(v) for v in col], dtype=str)
+            if kind in ("str", "json"):
+                texts = np.empty(dim.size, dtype=object)
+                texts[:] = [c if kind == "str" else json.dumps(c) for c in dim.choices]
+                col = texts[dim.index(np.nan_to_num(unit[:, j]))]
             else:
                 col = col.astype(np.float64 if dim.when else
                                  {"int": np.int64, "float": np.float64, "bool": np.bool_}[kind])
         if dim.when:
             missing = np.isnan(unit[:, j])
-            col[missing] = "" if col.dtype.kind == "U" else np.nan
+            col[missing] = "" if col.dtype.kind == "O" else np.nan
         out[dim.name] = col
     return out
 
@@ -127,8 +129,8 @@ def write_snapshot(path: str, meta: Meta, table: TrialTable) -> float:
             t.create_dataset("unit", data=table.unit.data.reshape(n, table.ndim))
             params = t.create_group("params")
             for name, col in param_columns(space, table.unit.data).items():
-                if col.dtype.kind == "U":
-                    params.create_dataset(name, data=col.astype(object), dtype=_STR)
+                if col.dtype.kind == "O":
+                    params.create_dataset(name, data=col, dtype=_STR)
                 else:
                     params.create_dataset(name, data=col)
             metrics = t.create_group("metrics")
@@ -169,6 +171,61 @@ def _decode(array) -> list[str]:
     return [x.decode() if isinstance(x, bytes) else str(x) for x in array]
 
 
+def _check_unit(unit: np.ndarray, space: Space) -> None:
+    """Every stored coordinate in [0, 1], nan only where a parameter is conditional."""
+    conditional = np.array([bool(dim.when) for dim in space.dims], dtype=bool)
+    missing = np.isnan(unit)
+    if (missing & ~conditional).any():
+        raise ValueError("a parameter that is always active has no value")
+    with np.errstate(invalid="ignore"):
+        if ((unit < 0) | (unit > 1)).any():
+            raise ValueError("a unit coordinate is outside [0, 1]")
+
+
+def _read_open(f: h5py.File, path: str) -> tuple[Meta, TrialTable]:
+    """The body of :func:`read_snapshot`, on the open file; h5py and value errors left
+    to the caller to name."""
+    a = f.attrs
+    if a.get("format") != FORMAT_NAME:
+        raise StorageError(f"'{path}' is an HDF5 file but not an mpitune results file; it "
+                           f"was not touched: choose another --storage")
+    version = int(a["format_version"])
+    if version > FORMAT_VERSION:
+        raise StorageError(f"'{path}' has format version {version}, newer than this "
+                           f"mpitune reads ({FORMAT_VERSION}); upgrade mpitune")
+    meta = Meta(space_json=a["space"], settings_json=a["settings"],
+                seed=int(a["seed"]), direction=str(a["direction"]),
+                journal_seq=int(a["journal_seq"]), created=float(a["created"]),
+                runs=json.loads(a["runs"]), complete=bool(a["complete"]))
+    json.loads(meta.settings_json or "{}")
+    space = Space.from_json(meta.space_json)
+    t = f["trials"]
+    n = len(t["number"])
+    table = TrialTable(space.ndim)
+    unit = t["unit"][...].reshape(n, space.ndim)
+    _check_unit(unit, space)
+    table.add(unit)
+    names, index = np.unique(t["state"][...], return_inverse=True)
+    codes = {s.encode(): i for i, s in enumerate(STATES)}
+    table.state.data[:] = np.array([codes[x] for x in names], dtype=np.uint8)[index]
+    table.value.data[:] = t["value"][...]
+    table.worker.data[:] = t["worker"][...]
+    for column in ("host", "gpu"):
+        names, index = np.unique(t[column][...], return_inverse=True)
+        labels = [table.label(x) if x else -1 for x in _decode(names)]
+        getattr(table, column).data[:] = np.array(labels, dtype=np.int32)[index]
+    table.t_start.data[:] = t["t_start"][...]
+    table.t_end.data[:] = t["t_end"][...]
+    errors = t["error"][...]  # bytes objects: decode only the non-empty ones
+    for number in np.flatnonzero(errors != b""):
+        table.errors[int(number)] = errors[number].decode()
+    for name, ds in t["metrics"].items():
+        table.set_metrics({name: (slice(None), ds[...])})
+    c = f["curves"]
+    table.add_curve(c["trial"][...], c["step"][...], c["value"][...], c["time"][...])
+    return meta, table
+
+
 def read_snapshot(path: str) -> tuple[Meta, TrialTable]:
     """Read a snapshot back into a :class:`Meta` and a :class:`TrialTable`.
 
@@ -180,44 +237,11 @@ def read_snapshot(path: str) -> tuple[Meta, TrialTable]:
         raise StorageError(f"results file '{path}' cannot be read as HDF5 ({e}); it was not "
                            f"touched: move it away or choose another --storage") from None
     with f:
-        a = f.attrs
-        if a.get("format") != FORMAT_NAME:
-            raise StorageError(f"'{path}' is an HDF5 file but not an mpitune results file; it "
-                               f"was not touched: choose another --storage")
-        version = int(a["format_version"])
-        if version > FORMAT_VERSION:
-            raise StorageError(f"'{path}' has format version {version}, newer than this "
-                               f"mpitune reads ({FORMAT_VERSION}); upgrade mpitune")
         try:
-            meta = Meta(space_json=a["space"], settings_json=a["settings"],
-                        seed=int(a["seed"]), direction=str(a["direction"]),
-                        journal_seq=int(a["journal_seq"]), created=float(a["created"]),
-                        runs=json.loads(a["runs"]), complete=bool(a["complete"]))
-            space = Space.from_json(meta.space_json)
-            t = f["trials"]
-            n = len(t["number"])
-            table = TrialTable(space.ndim)
-            table.add(t["unit"][...].reshape(n, space.ndim))
-            names, index = np.unique(t["state"][...], return_inverse=True)
-            codes = {s.encode(): i for i, s in enumerate(STATES)}
-            table.state.data[:] = np.array([codes[x] for x in names], dtype=np.uint8)[index]
-            table.value.data[:] = t["value"][...]
-            table.worker.data[:] = t["worker"][...]
-            for column in ("host", "gpu"):
-                names, index = np.unique(t[column][...], return_inverse=True)
-                labels = [table.label(x) if x else -1 for x in _decode(names)]
-                getattr(table, column).data[:] = np.array(labels, dtype=np.int32)[index]
-            table.t_start.data[:] = t["t_start"][...]
-            table.t_end.data[:] = t["t_end"][...]
-            errors = t["error"][...]  # bytes objects: decode only the non-empty ones
-            for number in np.flatnonzero(errors != b""):
-                table.errors[int(number)] = errors[number].decode()
-            for name, ds in t["metrics"].items():
-                table.set_metrics({name: (slice(None), ds[...])})
-            c = f["curves"]
-            table.add_curve(c["trial"][...], c["step"][...], c["value"][...], c["time"][...])
-        except (KeyError, ValueError, TypeError) as e:
-            raise StorageError(f"results file '{path}' is damaged or incomplete ({e}); it was "
-                               f"not touched") from None
+            meta, table = _read_open(f, path)
+        except (KeyError, ValueError, TypeError, IndexError, OSError, RuntimeError) as e:
+            # OSError and RuntimeError: h5py's for a damaged header, attribute or B-tree
+            raise StorageError(f"results file '{path}' is damaged or incomplete "
+                               f"({type(e).__name__}: {e}); it was not touched") from None
     table.n_finished = int(np.isin(table.state.data, FINISHED).sum())
     return meta, table

@@ -475,9 +475,22 @@ class Categorical(Dimension):
             return "float"
         return "json"
 
+    def lookup(self, value: Any) -> int | None:
+        """The index of the choice ``value`` names, or None: the choice of equal JSON text,
+        else the one number equal to ``value`` (a JSON ``1`` for the choice ``1.0``; bools
+        are not numbers here)."""
+        key = _json_key(value)
+        for k, c in enumerate(self.choices):
+            if key is not None and json.dumps(c, sort_keys=True) == key:
+                return k
+        if _is_number(value):
+            equal = [k for k, c in enumerate(self.choices) if _is_number(c) and c == value]
+            if len(equal) == 1:
+                return equal[0]
+        return None
+
     def check_value(self, value: Any, where: str) -> None:
-        keys = {json.dumps(c, sort_keys=True) for c in self.choices}
-        if not _jsonable(value) or json.dumps(value, sort_keys=True) not in keys:
+        if self.lookup(value) is None:
             raise SpecError(f"{where}: '{self.name}' = {short_repr(value)} is not one of "
                             f"{self.choices!r}")
 
@@ -504,13 +517,25 @@ class Categorical(Dimension):
     def to_unit(self, values):
         import numpy as np
 
-        keys = [json.dumps(c, sort_keys=True) for c in self.choices]
-        lookup = {k: i for i, k in enumerate(keys)}
-        idx = np.array([lookup[json.dumps(v, sort_keys=True)] for v in values], dtype=float)
+        keys = {json.dumps(c, sort_keys=True): i for i, c in enumerate(self.choices)}
+        idx = np.array([keys[k] if (k := _json_key(v)) in keys else self.lookup(v)
+                        for v in values], dtype=float)
         return (idx + 0.5) / self.size
 
     def __repr__(self) -> str:
         return f"Categorical({self.choices!r}{_when_repr(self)})"
+
+
+def _json_key(value: Any) -> str | None:
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+
+
+def _canonical(value: Any) -> str:
+    """JSON text that tells apart what ``==`` does not: True, 1 and 1.0."""
+    return json.dumps(value, sort_keys=True)
 
 
 def _when_repr(dim: Dimension) -> str:
@@ -732,7 +757,7 @@ class Space:
                     problems.append(f"'{name}' was removed")
                 elif name not in sa:
                     problems.append(f"'{name}' was added")
-                elif sa[name] != sb[name]:
+                elif _canonical(sa[name]) != _canonical(sb[name]):  # True == 1 == 1.0
                     problems.append(f"'{name}' changed from {sa[name]} to {sb[name]}")
         if not problems and self.names != other.names:
             problems.append(f"the order of parameters changed from {self.names} to "

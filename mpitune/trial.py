@@ -188,8 +188,9 @@ MAX_ERROR_CHARS = 20_000
 
 
 def clean_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
-    """Error text safe to store: valid UTF-8 (lone surrogates escaped) and bounded."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    """Error text safe to store: valid UTF-8 (lone surrogates escaped), no NUL (HDF5's
+    variable-length strings cannot hold one: written as ``\\x00``) and bounded."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
     if len(text) > limit:
         half = limit // 2
         text = f"{text[:half]}\n... ({len(text) - limit} characters cut) ...\n{text[-half:]}"

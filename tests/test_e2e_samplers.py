@@ -130,6 +130,35 @@ def test_explicit_configs_run_first(tmp_path, run):
     assert r["value"][0] == configs_value(2.3, 6, "a", 0.01)
 
 
+NUMPY_CONFIGS_SPEC = """
+import numpy as np
+from mpitune import Categorical, Integer, Real
+
+space = {"x": Real(-1.0, 1.0), "n": Integer(1, 4), "k": Categorical([1, 2, 4]),
+         "w": Categorical([0.5, 1.0, 2.0])}
+configs = [{"x": np.float32(0.5), "n": n, "k": np.int64(2), "w": 1} for n in np.arange(1, 3)]
+
+
+def objective(params):
+    assert [type(params[p]) for p in "xnkw"] == [float, int, int, float], params
+    return params["x"] + params["n"] + params["k"] + params["w"]
+"""
+
+
+def test_configs_built_with_numpy_run_as_plain_values(tmp_path, run):
+    """numpy scalars in configs (np.arange, np.float32) used to pass the checks and then
+    crash rank 0 when the settings were stored as JSON; a JSON ``1`` for the choice
+    ``1.0`` was refused. They are plain values, and the choice they name."""
+    spec = write_spec(tmp_path, NUMPY_CONFIGS_SPEC)
+    res = run(None, [spec, "--max-trials", 3, "--progress-interval", 0])
+    assert res.returncode == 0, res.describe()
+    r = mpitune.load(str(tmp_path / "results.h5"))
+    assert r["state"].tolist() == ["complete"] * 3
+    assert r["n"][:2].tolist() == [1, 2] and r["x"][:2].tolist() == [0.5, 0.5]
+    assert r["k"][:2].tolist() == [2, 2] and r["w"][:2].tolist() == [1.0, 1.0]
+    assert r.settings["configs"][0] == {"x": 0.5, "n": 1, "k": 2, "w": 1}
+
+
 
 def test_configs_added_on_resume_run_next_and_none_runs_twice(tmp_path, run):
     """Configurations not yet in the results file run first on resume (the list may grow

@@ -327,3 +327,21 @@ def test_bug_failure_message_with_undecodable_file_name(tmp_path):
     r = mpitune.load(s.storage)
     assert r["state"].tolist() == ["complete", "failed", "complete"]
     assert "input-" in r["error"][1]
+
+
+def test_failure_message_with_nul_is_stored_and_the_search_resumes(tmp_path):
+    """A NUL in an exception message (text decoded from a binary header) made every
+    snapshot fail, so the search died and no resume could get past the journal."""
+    header = b"A\x00B".decode("latin-1")
+
+    def objective(params, trial):
+        if trial.number == 1:
+            raise ValueError(f"unexpected header {header}")
+        return params["x"]
+
+    s = settings(tmp_path, max_trials=3)
+    assert search(objective, s)[:2] == ("complete", 0)
+    assert search(objective, s.replace(max_trials=5))[:2] == ("complete", 0)
+    r = mpitune.load(s.storage)
+    assert r["state"].tolist() == ["complete", "failed"] + ["complete"] * 3
+    assert "ValueError: unexpected header A\\x00B\n" in r["error"][1]

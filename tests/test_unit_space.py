@@ -596,3 +596,28 @@ def test_tidy_moves_only_values_next_to_a_short_decimal():
     moved = dim.to_user(u) != raw
     assert moved.mean() < 0.02  # random draws are rarely tidied ...
     assert np.max(np.abs(dim.to_user(u) - raw) / raw) < 1e-13  # ... and then barely
+
+
+def test_categorical_lookup_matches_json_text_then_one_equal_number():
+    """A config's JSON ``1`` names the choice ``1.0`` and numpy's int64(2) the choice 2;
+    a bool is never a number here, and two equal numbers are no match."""
+    floats, ints = Categorical([0.5, 1.0, 2.0]), Categorical([1, 2, 4])
+    assert floats.lookup(1) == 1 and floats.lookup(1.0) == 1 and floats.lookup(3) is None
+    assert ints.lookup(np.int64(2)) == 1 and ints.lookup(4.0) == 2
+    assert Categorical([0, 1]).lookup(True) is None
+    assert Categorical([True, 1]).lookup(True) == 0 and Categorical([True, 1]).lookup(1) == 1
+    assert Categorical(["1", 1.0]).lookup(1) == 1 and Categorical(["1", 1.0]).lookup("1") == 0
+    np.testing.assert_array_equal(floats.to_unit([1, 2.0, np.float32(0.5)]),
+                                  (np.array([1, 2, 0]) + 0.5) / 3)
+
+
+def test_diff_tells_bools_ints_and_floats_apart():
+    """On resume a space whose choices or constants changed type (True -> 1, 3 -> 3.0)
+    would give the objective other values than the file records: it is a change."""
+    before = Space({"flag": Categorical([False, True]), "k": Categorical([1, 2]), "e": 3})
+    after = Space({"flag": Categorical([0, 1]), "k": Categorical([1.0, 2.0]), "e": 3.0})
+    text = before.diff(after)
+    assert "'flag' changed" in text and "'k' changed" in text and "'e' changed" in text
+    assert before.diff(Space({"flag": Categorical([False, True]), "k": Categorical([1, 2]),
+                              "e": 3})) == ""
+    assert Space({"x": Real(0, 1)}).diff(Space({"x": Real(0.0, 1.0)})) == ""

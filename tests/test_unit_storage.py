@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
+import mpitune
 from mpitune.errors import SpecError, StorageError
 from mpitune.journal import JOURNAL_SUFFIX, Journal, read_journal
 from mpitune.lock import LOCK_SUFFIX, UNWRITTEN_AFTER, FileLock
@@ -397,6 +398,42 @@ def test_bug_snapshot_survives_error_text_with_lone_surrogate(tmp_path):
     assert "data-" in back.errors[0]
 
 
+def test_one_long_error_or_choice_does_not_widen_every_row(tmp_path):
+    """Text columns of load() are object arrays: a fixed-width one (``astype(str)``) took
+    trials x longest text x 4 bytes, 1.6 GB for one 30,000-character traceback among
+    20,000 trials (and as much for long text choices)."""
+    long_choice = "p" * 5000
+    space = Space({"prompt": Categorical(["short", long_choice]), "x": Real(0.0, 1.0)})
+    s = settings(tmp_path)
+    store = Store.open(s, space, 1)
+    n = 2000
+    unit = np.column_stack([np.where(np.arange(n) % 2, 0.75, 0.25), np.full(n, 0.5)])
+    store.table.apply({"k": "A", "n0": 0, "u": unit.tolist()})
+    store.table.apply({"k": "D", "n": [5], "s": [FAILED], "v": [np.nan], "t0": [0.0],
+                       "t1": [1.0], "e": {"5": "Traceback " + "x" * 30_000}})
+    store.close("complete")
+    r = mpitune.load(s.storage)
+    for name in ("error", "prompt", "host", "gpu"):
+        assert r[name].dtype == object and r[name].nbytes == 8 * n, name
+    assert r["error"][5].startswith("Traceback xxx") and r["error"][4] == ""
+    assert r["prompt"][1] == long_choice and r["prompt"][0] == "short"
+    assert isinstance(r["prompt"][0], str) and (r["prompt"] == "short").sum() == n // 2
+
+
+def test_snapshot_survives_error_text_with_nul(tmp_path):
+    """An exception message with a NUL (text decoded from a binary header) made h5py raise
+    "VLEN strings do not support embedded NULLs" at every snapshot and every resume: the
+    search could never be resumed. The NUL is stored as the four characters \\x00."""
+    path = str(tmp_path / "r.h5")
+    t = TrialTable(D)
+    t.apply({"k": "A", "n0": 0, "u": [[0.5] * D]})
+    t.apply({"k": "D", "n": [0], "s": [FAILED], "v": [float("nan")], "t0": [0.0],
+             "t1": [1.0], "e": {"0": "ValueError: unexpected header A\x00B"}})
+    write_snapshot(path, meta(), t)
+    _, back = read_snapshot(path)
+    assert back.errors[0] == "ValueError: unexpected header A\\x00B"
+
+
 def test_read_snapshot_refuses_other_files(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("hello")
@@ -631,6 +668,58 @@ def test_store_refuses_a_newer_format_version(tmp_path):
         Store.open(s, SPACE, 1)
     assert file_bytes(s.storage) == before
     assert not os.path.exists(s.storage + LOCK_SUFFIX)
+
+
+@pytest.mark.parametrize("damage", ["no_format_version", "settings", "nan_unit", "unit_2"])
+def test_damaged_files_are_refused_with_a_storage_error(tmp_path, damage):
+    """An attribute or a column that a bit flip or a foreign writer damaged: load and a
+    resume both refuse the file with one StorageError naming it, and leave it alone (a
+    bare KeyError, IndexError or JSONDecodeError before; the resume rewrote a file whose
+    settings it could not read)."""
+    s = settings(tmp_path)
+    store = Store.open(s, SPACE, 1)
+    store.table.apply({"k": "A", "n0": 0, "u": [[0.5] * D]})
+    store.close("complete")
+    with h5py.File(s.storage, "a") as f:
+        if damage == "no_format_version":
+            del f.attrs["format_version"]
+        elif damage == "settings":
+            f.attrs["settings"] = '{"max_trials": 1'
+        else:
+            unit = f["trials/unit"][...]
+            unit[0, SPACE.names.index("act")] = np.nan if damage == "nan_unit" else 2.0
+            f["trials/unit"][...] = unit
+    before = file_bytes(s.storage)
+    for action in (lambda: mpitune.load(s.storage), lambda: Store.open(s, SPACE, 1)):
+        with pytest.raises(StorageError, match="results.h5' is damaged or incomplete"):
+            action()
+    assert file_bytes(s.storage) == before
+    assert not os.path.exists(s.storage + LOCK_SUFFIX)
+
+
+def test_bit_flips_give_a_load_or_a_storage_error(tmp_path):
+    """Bytes flipped anywhere in a real results file: mpitune.load returns or raises
+    StorageError, never h5py's raw OSError or RuntimeError (a damaged attribute or B-tree)
+    or an IndexError (a nan where a choice must be)."""
+    s = settings(tmp_path)
+    store = Store.open(s, SPACE, 1)
+    store.table.apply({"k": "A", "n0": 0, "u": [[0.25] * D, [0.75] * D]})
+    store.table.apply({"k": "D", "n": [0, 1], "s": [FAILED, FAILED], "v": [np.nan] * 2,
+                       "t0": [0.0] * 2, "t1": [1.0] * 2, "e": {"0": "boom", "1": "bang"}})
+    store.close("complete")
+    data = file_bytes(s.storage)
+    damaged = str(tmp_path / "damaged.h5")
+    outcomes = {"loaded": 0, "refused": 0}
+    for offset in range(0, len(data), 127):
+        with open(damaged, "wb") as f:
+            f.write(data[:offset] + bytes(b ^ 0xA5 for b in data[offset:offset + 32])
+                    + data[offset + 32:])
+        try:
+            mpitune.load(damaged)
+            outcomes["loaded"] += 1
+        except StorageError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 10 and outcomes["loaded"] > 10, outcomes
 
 
 def test_store_refuses_non_hdf5_and_foreign_hdf5(tmp_path):
