@@ -128,6 +128,7 @@ def status(argv: list[str]) -> int:
 
     from .progress import finished_of
     from .results import load
+    from .suggester import left_to_run
     from .table import FINISHED, STATES
 
     parser = argparse.ArgumentParser(prog="python -m mpitune status",
@@ -136,10 +137,15 @@ def status(argv: list[str]) -> int:
     parser.add_argument("path")
     args = parser.parse_args(argv)
     r = load(args.path)
-    budget = r.settings.get("max_trials", len(r))
+    # the budget the last run had (a grid's may be below max_trials), else max_trials
+    run = r.runs[-1] if r.runs else {}
+    budget = run.get("budget", r.settings.get("max_trials", len(r)))
     finished = int(np.isin(r["state"], [STATES[code] for code in FINISHED]).sum())
     done = r.complete or finished >= budget
-    print(f"{args.path}: {finished_of(finished, budget, 'trials finished')}; "
+    end = run.get("sampler_end")
+    left = (f"{left_to_run(end, len(r))} of the {end['of']}'s {end['configurations']} "
+            f"configurations not run yet; " if end else "")
+    print(f"{args.path}: {finished_of(finished, budget, 'trials finished')}; {left}"
           f"{'complete' if done else 'not complete: run the same command again'}")
     return 0 if done else 75
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,6 +33,8 @@ class Results:
     ``trial``, ``step``, ``value`` and ``time``, one row per reported point. ``active``
     (trials x parameters, bool) says which parameters each trial had: from the NaNs of the
     stored unit cube, so that a text choice ``""`` is told from an inactive parameter.
+    ``runs`` is the file's ``runs`` attribute: one dict per run (start, end, status, the
+    budget it had, ...).
     """
 
     path: str
@@ -45,6 +47,7 @@ class Results:
     curves: dict
     active: np.ndarray
     status: str = ""
+    runs: list = field(default_factory=list)
 
     def __getitem__(self, column: str) -> np.ndarray:
         return self.trials[column]
@@ -125,7 +128,8 @@ def results_from_table(path: str, meta: Meta, table: TrialTable) -> Results:
               "value": table.curve_value.data.copy(), "time": table.curve_time.data.copy()}
     return Results(path=path, space=space, settings=json.loads(meta.settings_json or "{}"),
                    direction=meta.direction, seed=meta.seed, complete=meta.complete,
-                   trials=trials, curves=curves, active=active)
+                   trials=trials, curves=curves, active=active,
+                   runs=json.loads(json.dumps(meta.runs)))
 
 
 def load(path: str) -> Results:

@@ -210,13 +210,22 @@ def _open(prepare_result, n_workers: int, n_ranks: int):
     configs = configs_to_unit(space, settings.configs or [])
     make_sampler(settings.sampler).bind(space, 0, budget=settings.max_trials)  # may refuse
     make_pruner(settings)  # likewise, before the file is touched
-    store = Store.open(settings, space, n_ranks)
-    sampler = make_sampler(settings.sampler)
-    sampler.bind(space, store.meta.seed, budget=settings.max_trials)
+    built: list = []
+
+    def plan(meta, table) -> dict:
+        """The suggester, once the seed is settled (a resumed search keeps its own) and
+        the trials are read; its budget goes into the run's entry of the first snapshot."""
+        sampler = make_sampler(settings.sampler)
+        sampler.bind(space, meta.seed, budget=settings.max_trials)
+        built.append(Suggester(sampler, space, table, settings.batch_size or n_workers,
+                               settings.direction, configs))
+        return built[0].record(settings.max_trials)
+
+    store = Store.open(settings, space, n_ranks, plan=plan)
+    suggester = built[0]
     pruner = make_pruner(settings, store.table)  # rebuilt from the stored curves on resume
-    suggester = Suggester(sampler, space, store.table, settings.batch_size or n_workers,
-                          settings.direction, configs,
-                          fidelity=pruner if getattr(pruner, "models_fidelity", False) else None)
+    if getattr(pruner, "models_fidelity", False):
+        suggester.fidelity = pruner
     return objective, space, settings, store, suggester, pruner
 
 
@@ -231,8 +240,8 @@ def _announce(store, space, settings, n_workers: int, suggester) -> None:
         resumed += (f"; {todo} of {given} explicit configurations to run first "
                     f"({given - todo} already in the file)")
     budget = suggester.budget(settings.max_trials)
-    ends = " (all the sampler has)" if budget < settings.max_trials else ""
-    log(f"{n_workers} worker(s), {budget} trials{ends} to {settings.direction}, "
+    log(f"{n_workers} worker(s), {budget} trials{suggester.plan(settings.max_trials)} to "
+        f"{settings.direction}, "
         f"{space.ndim} parameter(s), sampler {suggester.sampler!r}"
         f"{'' if settings.pruner == 'none' else f', pruner {settings.pruner}'}, "
         f"storage {settings.storage} "

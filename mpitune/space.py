@@ -298,15 +298,33 @@ class Real(Dimension):
         (an explicit configuration, a grid point, a bound) comes back as written."""
         import numpy as np
 
+        values, tolerance = self._values(u)
+        return np.clip(tidy(values, tolerance), self.low, self.high)
+
+    def _values(self, u):
+        """User values of unit values before tidying, and the error of a round trip
+        through the unit cube at each (an array, or one number on a linear scale)."""
+        import numpy as np
+
         if self.log:
             lo, hi = math.log(self.low), math.log(self.high)
             values = np.exp(lo + u * (hi - lo))
             # an error of e in the exponent is a relative error of e in the value
-            tolerance = _TIDY_ULPS * np.abs(values) * np.spacing(max(abs(lo), abs(hi), 1.0))
-        else:
-            values = self.low + u * (self.high - self.low)
-            tolerance = _TIDY_ULPS * np.spacing(max(abs(self.low), abs(self.high)))
-        return np.clip(tidy(values, tolerance), self.low, self.high)
+            return values, _TIDY_ULPS * np.abs(values) * np.spacing(max(abs(lo), abs(hi), 1.0))
+        values = self.low + u * (self.high - self.low)
+        return values, _TIDY_ULPS * np.spacing(max(abs(self.low), abs(self.high)))
+
+    def same(self, u, v):
+        """Whether unit values ``u`` and ``v`` (arrays of one shape) are the same user value
+        as far as the unit cube can tell: within the error of its round trip. ``1e-3``
+        written in a configuration and the grid's ``1e-3`` (from ``np.geomspace``, some
+        ulps off) are; so are the top of a range (unit 1) and the grid's top (the largest
+        float below 1, as samplers propose ``[0, 1)``)."""
+        import numpy as np
+
+        a, ta = self._values(np.asarray(u, dtype=float))
+        b, tb = self._values(np.asarray(v, dtype=float))
+        return np.abs(a - b) <= np.maximum(ta, tb)
 
     def snap(self, u):
         """Reals have no cells: unit values stay as they are (clipped to [0, 1])."""

@@ -16,7 +16,7 @@ import os
 import socket
 import sys
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from .errors import SpecError, StorageError
 from .journal import JOURNAL_SUFFIX, Journal, read_journal
@@ -72,8 +72,14 @@ class Store:
         self.snapshots = 0
 
     @classmethod
-    def open(cls, settings: Settings, space: Space, n_ranks: int) -> Store:
+    def open(cls, settings: Settings, space: Space, n_ranks: int,
+             plan: Optional[Callable[[Meta, TrialTable], dict]] = None) -> Store:
         """Create or resume the results file named by ``settings.storage``.
+
+        ``plan(meta, table)``, called with the seed settled and the trials read (running
+        ones marked interrupted) before anything is written, returns what this run's entry
+        in ``runs`` adds (its budget), so that the first snapshot holds it, also for a run
+        that dies soon after.
 
         Nothing is written before every check passed, and an existing file is only ever
         replaced by a complete snapshot of the same trials plus new ones. The path is
@@ -92,14 +98,15 @@ class Store:
         lock = FileLock(path, name)
         lock.acquire()
         try:
-            return cls._open_locked(path, settings, space, n_ranks, lock)
+            return cls._open_locked(path, settings, space, n_ranks, lock, plan)
         except BaseException:
             lock.release()
             raise
 
     @classmethod
     def _open_locked(cls, path: str, settings: Settings, space: Space, n_ranks: int,
-                     lock: FileLock) -> Store:
+                     lock: FileLock, plan: Optional[Callable[[Meta, TrialTable], dict]]
+                     ) -> Store:
         name = settings.storage
         for leftover in glob.glob(glob.escape(path) + ".tmp-*"):
             os.unlink(leftover)  # a snapshot a killed run did not finish
@@ -129,6 +136,8 @@ class Store:
         meta.runs.append({"start": time.time(), "ranks": n_ranks,
                           "host": socket.gethostname(), "argv": sys.argv,
                           "resumed_trials": table.n, "end": None, "status": None})
+        if plan is not None:
+            meta.runs[-1].update(plan(meta, table))
         store = cls(path, meta, table, settings, lock, name)
         try:
             write_snapshot(path, meta, table)

@@ -7,7 +7,10 @@ spreads away from work in flight. Trials interrupted by an earlier run are hande
 first, with their numbers and parameters. Explicit configurations (the ``configs`` setting)
 that the results file does not hold yet come next (in a new search: trials 0, 1, ...), so
 configurations added to the list on resume run too and none runs twice; the sampler takes
-over after them. In a space with
+over after them. A sampler with an end (a grid) gets a budget of what it can still add:
+the search has the trials already in the file, the explicit configurations still to run,
+and the sampler's points that neither holds (:meth:`Sampler.remaining`), so a grid runs
+each of its configurations once whatever ran before. In a space with
 conditional parameters, inactive coordinates are set to nan before a point is queued.
 
 Rank 0 must never hold the workers up. A model-based sampler (one that is not
@@ -57,19 +60,63 @@ class Suggester:
         self._calls = 0
         self._call_seconds = 0.0  # how long the sampler's last call took
         self._call_end = 0.0
+        # a sampler with an end (a grid): how many points it can add to what the file and
+        # the explicit configurations hold, and so how many trials the search can have
+        self.sampler_left = sampler.remaining(self._start_history())
+        self.end = (None if self.sampler_left is None
+                    else table.n + len(self.configs_todo) + self.sampler_left)
 
-    @property
-    def capacity(self) -> int | None:
-        """How many trials the search can have in all (explicit configurations plus the
-        sampler's points), or None when the sampler has no end."""
-        n = self.sampler.capacity()
-        return None if n is None else len(self.configs) + n
+    def _start_history(self) -> History:
+        """Every trial in the file (finished, or pending: interrupted ones run again with
+        their own configuration) and, pending too, the explicit configurations to run."""
+        t, todo = self.table, self.configs_todo
+
+        def load() -> tuple:  # only a sampler that looks (the grid) pays for the copies
+            state = t.state.data
+            done = is_finished(state)
+            return (t.unit.data[done], self.sign * t.value.data[done], state[done],
+                    np.concatenate([t.unit.data[~done], todo]))
+
+        return History(self.space, n_total=t.n + len(todo), load=load)
 
     def budget(self, max_trials: int) -> int:
-        """The number of trials the search will run: ``max_trials``, or fewer if the
-        sampler runs out of points (a grid)."""
-        capacity = self.capacity
-        return max_trials if capacity is None else min(max_trials, max(capacity, self.table.n))
+        """The number of trials the search will have: ``max_trials``, or fewer if the
+        sampler runs out of points (a grid: the trials in the file, the explicit
+        configurations still to run, and the grid's configurations that neither holds)."""
+        return max_trials if self.end is None else min(max_trials, self.end)
+
+    def plan(self, max_trials: int) -> str:
+        """How the budget of a sampler with an end adds up, in words for the start-up
+        line (``" (all the sampler has: 8 in the file + 6 of the grid's 12 configurations
+        not among them)"``); empty for a sampler without an end."""
+        if self.end is None:
+            return ""
+        size, noun = self.sampler.capacity(), self.noun
+        n, todo = self.table.n, len(self.configs_todo)
+        parts = [f"{n} in the file"] if n else []
+        if todo:
+            parts.append(f"{todo} explicit configuration{'s' if todo != 1 else ''}")
+        parts.append(f"{self.sampler_left} of the {noun}'s {size} configurations not among "
+                     f"them" if parts else f"the {noun}'s {size} configurations")
+        head = ("all the sampler has" if self.budget(max_trials) == self.end
+                else f"of the {self.end} the sampler has")
+        return f" ({head}: {' + '.join(parts)})"
+
+    @property
+    def noun(self) -> str:
+        """What the sampler is called in messages: "grid" for a grid (auto's too)."""
+        name = getattr(getattr(self.sampler, "choice", None), "name", self.sampler.name)
+        return "grid" if name == "grid" else "sampler"
+
+    def record(self, max_trials: int) -> dict:
+        """What the run's entry in the results file's ``runs`` keeps of the budget, so
+        that ``mpitune status`` can say how far the search is (see :func:`left_to_run`)."""
+        out: dict = {"budget": int(self.budget(max_trials))}
+        if self.end is not None:
+            out["sampler_end"] = {"trials": int(self.end), "of": self.noun,
+                                  "configurations": int(self.sampler.capacity()),
+                                  "left": int(self.sampler_left)}
+        return out
 
     def history(self) -> History:
         """The history as the sampler sees it; its arrays are built only if it reads them."""
@@ -121,8 +168,8 @@ class Suggester:
             self.queue = np.concatenate([self.queue, fixed])
         if len(self.queue) < k:
             n = max(self.batch_size, k - len(self.queue))
-            if self.capacity is not None:
-                n = min(n, self.capacity - self.table.n - len(self.queue))
+            if self.end is not None:  # the sampler's points still to come, see __init__
+                n = min(n, self.end - self.table.n - len(self.queue) - len(self.configs_todo))
             if n > 0:
                 self.queue = np.concatenate([self.queue, self._ask(n)])
         new, self.queue = self.queue[:k], self.queue[k:]
@@ -169,6 +216,15 @@ class Suggester:
     @property
     def n_rerun(self) -> int:
         return len(self.rerun)
+
+
+def left_to_run(end: dict, n_trials: int) -> int:
+    """How many of a sampler's points (a grid's configurations) a search has not run yet,
+    from the ``sampler_end`` that :meth:`Suggester.record` kept and the number of trials in
+    the file now: explicit configurations run first, then the sampler's points, and trials
+    are never removed, so ``end["trials"] - n_trials`` trials are still to come, the
+    sampler's last."""
+    return max(0, min(int(end["left"]), int(end["trials"]) - n_trials))
 
 
 def configs_not_run(configs: np.ndarray, unit: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """End to end under mpiexec: every sampler runs a search to its budget; conditional
 parameters reach the objective only when active and are stored as missing; explicit
-configurations run first; a grid stops when it is used up; bad input is refused before
-the results file is touched."""
+configurations run first; a grid stops when it is used up, runs each configuration the
+results file lacks once after trials of another sampler, and counts explicit configurations
+on the grid as its points; bad input is refused before the results file is touched."""
 
 from __future__ import annotations
 
@@ -234,7 +235,7 @@ def test_grid_stops_when_used_up(tmp_path, run):
     ''')
     res = run(3, [spec, "--max-trials", 100, "--progress-interval", 0])
     assert res.returncode == 0, res.describe()
-    assert "12 trials (all the sampler has)" in res.stdout + res.stderr
+    assert "12 trials (all the sampler has: the grid's 12 configurations)" in res.stdout
     r = mpitune.load(str(tmp_path / "results.h5"))
     assert len(r) == 12 and r.complete
     assert sorted(zip(r["n"].tolist(), r["c"].tolist())) == \
@@ -242,6 +243,112 @@ def test_grid_stops_when_used_up(tmp_path, run):
     res = run(3, [spec, "--max-trials", 200])  # resuming an exhausted grid: nothing to do
     assert res.returncode == 0, res.describe()
     assert len(mpitune.load(str(tmp_path / "results.h5"))) == 12
+
+
+GRID12_SPEC = '''
+from mpitune import Categorical, Integer
+
+space = {"c": Categorical(["a", "b", "c"]), "n": Integer(1, 4)}
+
+
+def objective(params):
+    return params["n"] + (params["c"] == "b")
+'''
+GRID12 = {(c, n) for c in "abc" for n in range(1, 5)}
+
+
+def pairs(r) -> list:
+    return list(zip(r["c"].tolist(), r["n"].tolist()))
+
+
+def test_grid_after_another_sampler_runs_every_configuration_the_file_lacks(tmp_path, run):
+    """8 random trials hold 6 of the 12 configurations (two repeats); auto then picks the
+    grid, whose budget is those 8 trials plus the 6 configurations they lack, each run
+    once. The budget used to be max(12, trials in the file): 4 of the 6 ran, and the search
+    said "12 trials (all the sampler has)" and complete. A search stopped early and resumed
+    (--max-trials 13, then 100) gives the same trials; a resumed finished grid runs none;
+    `status` says how many of the grid's configurations are left."""
+    spec = write_spec(tmp_path, GRID12_SPEC)
+    for name in ("a.h5", "b.h5"):
+        res = run(3, [spec, "--storage", name, "--sampler", "random", "--seed", 1,
+                      "--max-trials", 8])
+        assert res.returncode == 0, res.describe()
+    first = pairs(mpitune.load(str(tmp_path / "a.h5")))
+    assert len(first) == 8 and len(set(first)) == 6, first  # the repeats that mattered
+    res = run(3, [spec, "--storage", "a.h5", "--max-trials", 100, "--progress-interval", 0])
+    assert res.returncode == 0, res.describe()
+    assert ("14 trials (all the sampler has: 8 in the file + 6 of the grid's 12 "
+            "configurations not among them) to minimize") in res.stdout, res.describe()
+    assert "sampler auto: grid" in res.stdout and "complete: 14/14 trials" in res.stdout
+    r = mpitune.load(str(tmp_path / "a.h5"))
+    rows = pairs(r)
+    assert len(rows) == 14 and r.complete and (r["state"] == "complete").all()
+    assert set(rows) == GRID12 and len(set(rows[8:])) == 6 and not set(rows[8:]) & set(first)
+    status = run(None, ["status", "a.h5"])
+    assert status.returncode == 0, status.describe()
+    assert status.stdout == ("a.h5: 14/14 trials finished; 0 of the grid's 12 configurations "
+                             "not run yet; complete\n")
+    # resuming the finished grid: complete at once, nothing runs
+    res = run(3, [spec, "--storage", "a.h5", "--max-trials", 100, "--progress-interval", 0])
+    assert res.returncode == 0, res.describe()
+    assert "14 in the file + 0 of the grid's 12 configurations" in res.stdout, res.describe()
+    assert pairs(mpitune.load(str(tmp_path / "a.h5"))) == rows
+    # the same search in two runs: the grid proposes what the one run did
+    res = run(3, [spec, "--storage", "b.h5", "--max-trials", 13])
+    assert res.returncode == 0, res.describe()
+    status = run(None, ["status", "b.h5"])
+    assert status.stdout == ("b.h5: 13/13 trials finished; 1 of the grid's 12 configurations "
+                             "not run yet; complete\n"), status.describe()
+    res = run(3, [spec, "--storage", "b.h5", "--max-trials", 100])
+    assert res.returncode == 0, res.describe()
+    with h5py.File(tmp_path / "a.h5", "r") as a, h5py.File(tmp_path / "b.h5", "r") as b:
+        np.testing.assert_array_equal(a["trials/unit"][...], b["trials/unit"][...])
+
+
+def test_explicit_configs_on_the_grid_are_its_points_and_none_runs_twice(tmp_path, run):
+    """The default sampler picks the grid over 6 configurations; the 2 explicit ones are
+    grid points and count as those: 6 trials, each configuration once (it used to be 8,
+    and ('a', 2) and ('a', 3) ran twice as the grid cycled). With a real on the grid, a
+    configuration at the top of its range or at a grid value is that grid point, and one off
+    the grid runs in addition: 7 trials."""
+    spec = write_spec(tmp_path, '''
+        from mpitune import Categorical, Integer
+
+        space = {"c": Categorical(["a", "b"]), "n": Integer(1, 3)}
+        configs = [{"c": "a", "n": 1}, {"c": "b", "n": 3}]
+
+        def objective(params):
+            return params["n"] + (params["c"] == "b")
+    ''')
+    res = run(3, [spec, "--seed", 1, "--max-trials", 100, "--progress-interval", 0])
+    assert res.returncode == 0, res.describe()
+    assert ("6 trials (all the sampler has: 2 explicit configurations + 4 of the grid's 6 "
+            "configurations not among them)") in res.stdout, res.describe()
+    r = mpitune.load(str(tmp_path / "results.h5"))
+    rows = pairs(r)
+    assert rows[:2] == [("a", 1), ("b", 3)] and len(rows) == 6
+    assert set(rows) == {(c, n) for c in "ab" for n in (1, 2, 3)}
+
+    spec = write_spec(tmp_path, '''
+        from mpitune import Categorical, Real
+        from mpitune.samplers import GridSampler
+
+        space = {"c": Categorical(["a", "b"]), "x": Real(0.0, 0.9)}
+        configs = [{"c": "a", "x": 0.9}, {"c": "b", "x": 0.45}, {"c": "a", "x": 0.3}]
+        sampler = GridSampler(levels=5)
+
+        def objective(params):
+            return params["x"] + (params["c"] == "b")
+    ''', name="reals.py")
+    res = run(3, [spec, "--storage", "reals.h5", "--max-trials", 100])
+    assert res.returncode == 0, res.describe()
+    assert "11 trials (all the sampler has: 3 explicit configurations + 8 of the grid's 10" \
+        in res.stdout, res.describe()
+    r = mpitune.load(str(tmp_path / "reals.h5"))
+    rows = list(zip(r["c"].tolist(), r["x"].tolist()))
+    assert rows[:3] == [("a", 0.9), ("b", 0.45), ("a", 0.3)] and len(rows) == 11
+    grid = {(c, x) for c in "ab" for x in (0.0, 0.225, 0.45, 0.675, 0.9)}
+    assert len(set(rows)) == 11 and set(rows) == grid | {("a", 0.3)}
 
 
 def test_auto_says_what_it_picked(tmp_path, run):

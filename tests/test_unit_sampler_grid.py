@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from mpitune.errors import SpecError
+from mpitune.samplers import make_sampler
 from mpitune.samplers._base import History
 from mpitune.samplers._grid import GridSampler
 from mpitune.space import Categorical, Integer, Real, Space
+from mpitune.suggester import Suggester, configs_to_unit
+from mpitune.table import COMPLETE, FAILED, INTERRUPTED, TrialTable
 
 SMALL = Space({"n": Integer(1, 3), "c": Categorical(["a", "b", {"k": [1]}, 4]),
                "lr": Real(1e-4, 1e-2, log=True), "k": 7})
@@ -280,3 +283,171 @@ def test_a_grid_far_past_float_range_works_with_python_ints():
     assert len(np.unique(both, axis=0)) == 10
     assert [int(c) for c in s.combinations(0, 10)] == [
         int("".join(map(str, row))) for row in space.rows(both)]
+
+
+@pytest.mark.parametrize("dim, levels", [
+    (Real(0.0, 1.0), 6), (Real(0.0, 1.0), 11), (Real(0.1, 0.9), 5), (Real(-5.0, 10.0), 4),
+    (Real(2.0, 64.0, log=True), 6), (Real(2.0, 64.0, log=True), 7),
+    (Real(1e-5, 1e-1, log=True), 5)])
+def test_explicit_reals_are_the_grid_points_they_show(dim, levels):
+    """A configuration that gives a real as the grid shows it (``0.3``, ``0.6``, the top
+    of the range, ``np.geomspace``'s interior values) is that grid point, although its unit
+    value differs in the last bits (the top: 1 against the largest float below 1); a value
+    1e-9 of the range away is not. Before, such configurations ran a second time."""
+    space = Space({"x": dim, "c": Categorical(["a", "b"])})
+    s = grid(space, levels=levels)
+    shown = space.rows(s.suggest(2 * levels, history(space, 0)))
+    configs = configs_to_unit(space, [{"x": x, "c": c} for x, c in shown])
+    assert not np.array_equal(configs, s.suggest(2 * levels, history(space, 0)))
+    assert s.remaining(history(space, 0, pending=configs)) == 0
+    np.testing.assert_array_equal(
+        np.sort(s._blocks.numbers(configs).astype(np.int64)), np.arange(2 * levels))
+    step = 1e-9 * (dim.high - dim.low)
+    nudged = [{"x": x + step if x < dim.high else x - step, "c": c} for x, c in shown]
+    assert s.remaining(history(space, 0, pending=configs_to_unit(space, nudged))) == \
+        2 * levels
+
+
+def drain(sug: Suggester, table: TrialTable) -> np.ndarray:
+    """Everything the suggester hands out, recorded as the master does (an "A" event, then
+    the trial finishes), until it has nothing left; the new rows."""
+    start = table.n
+    while True:
+        rerun, new = sug.take(5)
+        if rerun:
+            table.finish(rerun, [COMPLETE] * len(rerun), [0.0] * len(rerun),
+                         [0.0] * len(rerun), [1.0] * len(rerun))
+        if new is None or not len(new):
+            if not rerun:
+                return table.unit.data[start:]
+            continue
+        numbers = table.add(new)
+        table.finish(numbers, [COMPLETE] * len(numbers), [0.0] * len(numbers),
+                     [0.0] * len(numbers), [1.0] * len(numbers))
+
+
+GRID12 = Space({"c": Categorical(["a", "b", "c"]), "n": Integer(1, 4)})
+
+
+@pytest.mark.parametrize("sampler", ["grid", "auto"])
+def test_budget_after_other_trials_is_the_file_plus_the_grid_configurations_it_lacks(sampler):
+    """8 trials of another sampler, 5 distinct configurations (repeats, a failed and an
+    interrupted one among them): the budget is those 8 plus the 7 configurations they lack,
+    and the grid hands out exactly those 7. It used to be max(12, 8): 4 of the 7 ran."""
+    table = TrialTable(GRID12.ndim)
+    ran = GRID12.to_unit([{"c": c, "n": n} for c, n in
+                          [("a", 1), ("b", 2), ("a", 1), ("c", 4), ("b", 2), ("a", 3), ("c", 4),
+                           ("b", 3)]])
+    numbers = table.add(ran)
+    table.finish(numbers[:6], [COMPLETE, COMPLETE, FAILED, COMPLETE, COMPLETE, COMPLETE],
+                 np.zeros(6), np.zeros(6), np.ones(6))
+    table.finish(numbers[6:], [INTERRUPTED] * 2, np.full(2, np.nan), np.zeros(2), np.ones(2))
+    s = make_sampler(sampler)
+    s.bind(GRID12, 3, budget=100)
+    sug = Suggester(s, GRID12, table, batch_size=4, direction="minimize")
+    assert sug.budget(100) == 8 + 7 and sug.budget(10) == 10
+    assert sug.plan(100) == (" (all the sampler has: 8 in the file + 7 of the grid's 12 "
+                             "configurations not among them)")
+    assert sug.record(100) == {"budget": 15, "sampler_end": {
+        "trials": 15, "of": "grid", "configurations": 12, "left": 7}}
+    new = drain(sug, table)
+    rows = GRID12.rows(new)
+    assert len(rows) == 7 and len(set(rows)) == 7
+    assert set(rows) | set(GRID12.rows(ran)) == {(c, n) for c in "abc" for n in range(1, 5)}
+    assert (table.state.data == COMPLETE).sum() == 14  # the two interrupted ran again
+    # resumed, the grid is used up: nothing to add
+    again = Suggester(s, GRID12, table, batch_size=4, direction="minimize")
+    assert again.budget(100) == 15 and again.sampler_left == 0
+    rerun, new = again.take(4)
+    assert rerun == [] and len(new) == 0
+
+
+def test_explicit_configurations_that_are_grid_points_count_as_those_points():
+    """Configurations on the grid (a real at its top, given as the range's bound, and
+    one listed twice) run as given and count as their grid points; one off the grid runs in
+    addition. It used to be len(configs) + N trials: the grid cycled through its first
+    points again."""
+    space = Space({"c": Categorical(["a", "b"]), "x": Real(0.0, 1.0)})
+    s = grid(space, levels=3)  # x in 0, 0.5, 1: 6 configurations
+    given = [{"c": "a", "x": 1.0}, {"c": "b", "x": 0.5}, {"c": "a", "x": 0.3},
+             {"c": "b", "x": 0.5}]
+    configs = configs_to_unit(space, given)
+    table = TrialTable(space.ndim)
+    sug = Suggester(s, space, table, batch_size=2, direction="minimize", configs=configs)
+    assert sug.budget(100) == 4 + 4
+    assert sug.plan(100) == (" (all the sampler has: 4 explicit configurations + 4 of the "
+                             "grid's 6 configurations not among them)")
+    rows = space.rows(drain(sug, table))
+    assert rows[:4] == [tuple(c.values()) for c in given]
+    assert sorted(set(rows[4:]) | set(rows[:2])) == [
+        (c, x) for c in "ab" for x in (0.0, 0.5, 1.0)]
+    assert len(rows) == 8 and len(set(rows[4:])) == 4
+
+
+def test_a_resumed_grid_proposes_what_the_uninterrupted_one_would_have():
+    """Stopped after any number of trials (some of them interrupted, to run again), the
+    grid continues with the configurations the uninterrupted search gave the same trial
+    numbers, after trials of another sampler too."""
+    rng = np.random.default_rng(7)
+    ran = GRID12.snap(rng.random((6, 2)))
+
+    def search(stops: list) -> np.ndarray:
+        table = TrialTable(GRID12.ndim)
+        numbers = table.add(ran)
+        table.finish(numbers, [COMPLETE] * 6, np.zeros(6), np.zeros(6), np.ones(6))
+        for stop in stops + [None]:
+            s = grid(GRID12, seed=4)
+            sug = Suggester(s, GRID12, table, batch_size=3, direction="minimize")
+            while stop is None or table.n < stop:
+                rerun, new = sug.take(2)
+                if new is None or not len(new):
+                    if not rerun:
+                        break
+                    table.finish(rerun, [COMPLETE] * len(rerun), np.zeros(len(rerun)),
+                                 np.zeros(len(rerun)), np.ones(len(rerun)))
+                    continue
+                numbers = table.add(new)
+                table.finish(rerun + numbers[:1].tolist(), [COMPLETE] * (len(rerun) + 1),
+                             np.zeros(len(rerun) + 1), np.zeros(len(rerun) + 1),
+                             np.ones(len(rerun) + 1))
+                table.finish(numbers[1:], [INTERRUPTED] * (len(numbers) - 1),
+                             np.full(len(numbers) - 1, np.nan), np.zeros(len(numbers) - 1),
+                             np.ones(len(numbers) - 1))
+            # whatever was left queued is lost, as when a job ends
+        return table.unit.data.copy()
+
+    whole = search([])
+    assert len({tuple(r) for r in GRID12.rows(whole)}) == 12
+    for stops in ([7], [8, 11], [9, 10, 12]):
+        np.testing.assert_array_equal(search(stops), whole)
+
+
+def test_budget_in_a_conditional_space_with_a_real():
+    """COND2's grid: 5 values of the real m where o == "a", 3 of the integer k where
+    o == "b" (8 configurations; the inactive one multiplies nothing). Random trials hold
+    the k configurations they hit but none of m's (a random real is no grid value);
+    explicit configurations hold m's top and a k value, one with m off the grid holds none.
+    The grid then adds exactly the configurations none of them holds."""
+    rng = np.random.default_rng(2)
+    ran = COND2.mask(COND2.snap(rng.random((6, 3))))  # 4 with o == "a"; k = 1 and 3
+    table = TrialTable(COND2.ndim)
+    numbers = table.add(ran)
+    table.finish(numbers, [COMPLETE] * 6, np.zeros(6), np.zeros(6), np.ones(6))
+    given = [{"o": "a", "m": 1.0}, {"o": "b", "k": 2}, {"o": "a", "m": 0.33}]
+    s = grid(COND2, levels=5)
+    sug = Suggester(s, COND2, table, batch_size=3, direction="minimize",
+                    configs=configs_to_unit(COND2, given))
+
+    def key(row: dict) -> tuple:
+        return tuple(sorted(row.items()))
+
+    every = {key({"o": "a", "m": m}) for m in (0.0, 0.25, 0.5, 0.75, 1.0)} | {
+        key({"o": "b", "k": k}) for k in (1, 2, 3)}
+    held = {key(r) for r in COND2.rows(ran)} & every
+    assert 0 < len(held) < 3 and all(dict(h)["o"] == "b" for h in held)
+    held |= {key(given[0]), key(given[1])}
+    assert len(held) == 4 and sug.budget(100) == 6 + 3 + 8 - 4
+    new = [key(r) for r in COND2.rows(drain(sug, table))]
+    assert new[:3] == [key(c) for c in given]
+    assert len(set(new[3:])) == len(new[3:]) == 8 - len(held)
+    assert set(new[3:]) | held == every

@@ -79,9 +79,9 @@ class AutoSampler(Sampler):
         return None if self.choice is None else self.choice.capacity()
 
     def remaining(self, history: History) -> Optional[int]:
-        """For a grid: how many of its configurations the history does not hold yet."""
-        remaining = getattr(self.choice, "remaining", None)
-        return None if remaining is None else remaining(history)
+        """The choice's: for a grid, how many of its configurations the history does not
+        hold yet; None for a sampler without an end."""
+        return None if self.choice is None else self.choice.remaining(history)
 
     def suggest(self, n: int, history: History) -> np.ndarray:
         return self.choice.suggest(n, history)

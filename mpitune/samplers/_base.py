@@ -141,8 +141,18 @@ class Sampler(ABC):
 
     def capacity(self) -> Optional[int]:
         """How many distinct points this sampler can propose in all (a grid, a list), or
-        None when there is no end. The search stops when they are used up."""
+        None when there is no end."""
         return None
+
+    def remaining(self, history: History) -> Optional[int]:
+        """How many of its points the sampler can still propose that ``history`` (the
+        trials in the results file as finished or pending, and the explicit
+        configurations still to run, as pending) does not hold, or None when there is no
+        end: the search stops when they are used up. By default its :meth:`capacity` less
+        every trial counted; a sampler that can tell its points apart from others (the
+        grid) counts only those the history holds."""
+        capacity = self.capacity()
+        return None if capacity is None else max(0, capacity - history.n_total)
 
     def rng(self, history: History) -> np.random.Generator:
         """A generator determined by the seed and the history's length: a resumed search

@@ -42,7 +42,9 @@ def _units(dim, values: list) -> np.ndarray:
 
 def _rows(a: Optional[np.ndarray], d: int) -> np.ndarray:
     """``a`` as (m, d) rows; none for a history that does not hold the array."""
-    return np.empty((0, d)) if a is None else np.reshape(a, (-1, d))
+    if a is None:
+        return np.empty((0, d))
+    return a if np.ndim(a) == 2 else np.reshape(a, (-1, d))
 
 
 MAX_BLOCKS = 100_000  # combinations of the values of condition parents a grid may have
@@ -130,9 +132,14 @@ class _Blocks:
         return out
 
     def numbers(self, x: np.ndarray) -> np.ndarray:
-        """The combination numbers of unit rows (any sampler's: integers and choices are
-        snapped to their cell), -1 for rows that are no configuration of the grid."""
-        x = np.asarray(x, dtype=float).reshape(-1, self.space.ndim)
+        """The combination numbers of unit rows (any sampler's, or explicit
+        configurations), -1 for rows that are no configuration of the grid.
+
+        Integers and choices are snapped to their cell, so any unit value in it is that
+        grid value. A real is a grid value when it is the same user value as far as the
+        unit cube can tell (:meth:`Real.same`): a configuration's ``x = 0.3`` or ``x =
+        high`` is the grid's ``0.3`` or top, whose unit values differ in the last bits."""
+        x = _rows(np.asarray(x, dtype=float), self.space.ndim)
         digits = np.full(x.shape, -1, dtype=np.int64)  # -1: nan; -2: not a grid value
         for j, dim in enumerate(self.space.dims):
             ok = ~np.isnan(x[:, j])
@@ -142,7 +149,13 @@ class _Blocks:
             order = np.argsort(self.units[j], kind="stable")
             grid = self.units[j][order]
             at = np.minimum(np.searchsorted(grid, u), len(grid) - 1)
-            digits[ok, j] = np.where(grid[at] == u, order[at], -2)
+            if dim.kind == "real":  # the nearer of the grid values either side
+                below = np.maximum(at - 1, 0)
+                at = np.where(np.abs(grid[below] - u) < np.abs(grid[at] - u), below, at)
+                hit = dim.same(u, grid[at])
+            else:
+                hit = grid[at] == u
+            digits[ok, j] = np.where(hit, order[at], -2)
         out = _ints([-1] * len(x), self.size)
         if len(self.parents):
             keys, group = np.unique(digits[:, self.parents], axis=0, return_inverse=True)
@@ -183,8 +196,10 @@ class GridSampler(Sampler):
     identity. :meth:`suggest` proposes the first positions whose configuration is in
     neither the finished nor the pending trials, so every configuration runs once, also
     after trials of another sampler or explicit configurations, and the same history
-    gives the same points. :meth:`capacity` is ``N``: the search stops when the grid is
-    used up; asked for more, the sampler cycles.
+    gives the same points. :meth:`capacity` is ``N``; :meth:`remaining`, the
+    configurations a history does not hold yet, is what the search still runs (the
+    suggester's budget): the search stops when the grid is used up; asked for more, the
+    sampler cycles.
     """
 
     name = "grid"
@@ -296,18 +311,23 @@ class GridSampler(Sampler):
         """The combination numbers of positions ``start .. start + n - 1`` of ``π``."""
         return self._permute(range(start, start + n))
 
-    def positions(self, history: History) -> list[int]:
-        """The sorted positions (in ``π``'s order) of the grid configurations that the
-        history's finished and pending trials already hold."""
+    def held(self, history: History) -> np.ndarray:
+        """The distinct combination numbers, sorted, of the grid configurations that the
+        history's finished and pending trials hold (trials off the grid hold none)."""
         seen = np.concatenate([_rows(history.x, history.ndim),
                                _rows(history.pending, history.ndim)])
         if not len(seen):
-            return []
+            return _ints([], self._size)
         numbers = self._blocks.numbers(seen)
-        numbers = numbers[numbers >= 0]
+        return np.unique(numbers[numbers >= 0])
+
+    def positions(self, history: History) -> list[int]:
+        """The sorted positions (in ``π``'s order) of the grid configurations that the
+        history's finished and pending trials already hold."""
+        numbers = self.held(history)
         size = self._size
-        if not self.shuffle:
-            return sorted({int(c) for c in numbers})
+        if not self.shuffle or not len(numbers):
+            return numbers.tolist()
         a, b = self._ab
         inverse = pow(a, -1, size) if size > 1 else 0
         if size < _INT64_SAFE:
@@ -315,8 +335,10 @@ class GridSampler(Sampler):
         return sorted({(inverse * (int(c) - b)) % size for c in numbers})
 
     def remaining(self, history: History) -> int:
-        """How many grid configurations the history does not hold yet."""
-        return self._size - len(self.positions(history))
+        """How many grid configurations the history does not hold yet: what
+        :meth:`suggest` proposes before it cycles. Trials of another sampler, repeated
+        ones and explicit configurations off the grid hold none."""
+        return self._size - len(self.held(history))
 
     def suggest(self, n: int, history: History) -> np.ndarray:
         """Free positions ``k .. k + n - 1``: the positions of ``π`` whose configuration
