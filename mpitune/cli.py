@@ -161,13 +161,20 @@ def plot(argv: list[str]) -> int:
     parser.add_argument("path")
     parser.add_argument("--prefix", help="where to write them (default: the results file's "
                                          "path without .h5)")
+    parser.add_argument("--params", help="comma-separated parameters for PREFIX-params.png "
+                                         "(default: the first 36)")
     args = parser.parse_args(argv)
-    from .plots import require_matplotlib, save_plots
+    from .plots import params_to_plot, require_matplotlib, save_plots
 
     require_matplotlib()  # before reading the file: say what is missing first
     r = load(args.path)
     prefix = args.prefix or (args.path[:-3] if args.path.endswith(".h5") else args.path)
-    for path in save_plots(r, prefix):
+    params = None if args.params is None else [p.strip() for p in args.params.split(",")]
+    try:
+        params_to_plot(r, params)
+    except ValueError as e:
+        raise SpecError(f"mpitune plot --params: {e}") from None
+    for path in save_plots(r, prefix, params=params):
         print(path)
     return 0
 

@@ -10,7 +10,8 @@ read a :class:`~mpitune.results.Results`, so they work on a file a search is sti
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+import warnings
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -84,7 +85,8 @@ def plot_history(results: Results, ax: Any = None) -> Any:
     ax.set_xlabel("trial")
     ax.set_ylabel(f"value ({results.direction})")
     ax.set_title(f"{len(results)} trials")
-    ax.legend(loc="best", fontsize="small")
+    if ax.get_legend_handles_labels()[0]:  # none when no trial has a value yet
+        ax.legend(loc="best", fontsize="small")
     return ax
 
 
@@ -130,34 +132,57 @@ def plot_curves(results: Results, ax: Any = None, max_curves: int = 500) -> Any:
                 label=f"best: trial {best['number']}")
     if len(points):
         ax.autoscale_view()
-    for state in ("complete", "pruned"):
+    for state in ("complete", "pruned", "failed"):
         if (states == state).any():
             ax.plot([], [], color=STATE_COLOURS[state], label=state)
     ax.set_xlabel("step")
     ax.set_ylabel("reported value")
     ax.set_title(f"learning curves of {len(numbers)} trials")
-    if len(numbers):
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize="small")
     return ax
 
 
-def plot_params(results: Results, fig: Any = None, columns: int = 3) -> Any:
+MAX_PANELS = 36
+
+
+def params_to_plot(results: Results, names: Optional[Sequence[str]] = None,
+                   max_panels: int = MAX_PANELS) -> list[int]:
+    """The dimensions :func:`plot_params` draws: those named (unknown names raise
+    ValueError), else the first ``max_panels`` (a figure of 600 panels took a minute and
+    a gigabyte, 1440 x 76,800 pixels)."""
+    all_names = results.space.names
+    if names is None:
+        return list(range(min(len(all_names), max_panels)))
+    unknown = [n for n in names if n not in all_names]
+    if unknown:
+        raise ValueError(f"no parameter {', '.join(map(repr, unknown))} in this search "
+                         f"(parameters: {', '.join(all_names)})")
+    return [all_names.index(n) for n in dict.fromkeys(names)]
+
+
+def plot_params(results: Results, fig: Any = None, columns: int = 3,
+                names: Optional[Sequence[str]] = None, max_panels: int = MAX_PANELS) -> Any:
     """One panel per searched parameter: the value of each complete trial against it (log
     axis for a log-scaled parameter, one slot per choice for a categorical), best starred.
-    Trials where a conditional parameter was inactive are left out of its panel."""
+    Trials where a conditional parameter was inactive are left out of its panel. Only the
+    parameters ``names``, or the first ``max_panels`` (the title then says how many)."""
     require_matplotlib()
     if fig is None:
         import matplotlib.pyplot as plt
         fig = plt.figure()
-    dims = results.space.dims
-    ncols = max(1, min(columns, len(dims)))
-    nrows = max(1, math.ceil(len(dims) / ncols))
+    chosen = params_to_plot(results, names, max_panels)
+    ncols = max(1, min(columns, len(chosen)))
+    nrows = max(1, math.ceil(len(chosen) / ncols))
     fig.set_size_inches(4.0 * ncols, 3.2 * nrows)
+    if len(chosen) < results.space.ndim:
+        fig.suptitle(f"{len(chosen)} of {results.space.ndim} parameters", fontsize="small")
     value = results["value"]
     ok = (results["state"] == "complete") & np.isfinite(value)
     best = results.best
-    for j, dim in enumerate(dims):
-        ax = fig.add_subplot(nrows, ncols, j + 1)
+    for panel, j in enumerate(chosen):
+        dim = results.space.dims[j]
+        ax = fig.add_subplot(nrows, ncols, panel + 1)
         rows = ok & results.active[:, j]
         x = results[dim.name][rows]
         if isinstance(dim, Categorical):
@@ -208,18 +233,31 @@ def choice_label(choice: Any, limit: int = 14) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def save_plots(results: Results, prefix: str, dpi: Optional[int] = 120) -> list[str]:
+def save_plots(results: Results, prefix: str, dpi: Optional[int] = 120,
+               params: Optional[Sequence[str]] = None) -> list[str]:
     """Write ``PREFIX-history.png``, ``PREFIX-curves.png`` (when trials reported) and
-    ``PREFIX-params.png`` (when parameters are searched); returns their paths."""
+    ``PREFIX-params.png`` (when parameters are searched: ``params``, or the first
+    :data:`MAX_PANELS`); returns their paths."""
     require_matplotlib()
     from matplotlib.figure import Figure
 
+    params_to_plot(results, params)  # unknown names: nothing written
     written = []
 
     def save(fig, name: str) -> None:
         path = f"{prefix}-{name}.png"
         fig.savefig(path, dpi=dpi)
         written.append(path)
+
+    with warnings.catch_warnings():
+        # names in scripts the font lacks (CJK) are drawn as boxes; a warning per glyph
+        # and figure says only that
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        _save_each(results, params, save, Figure)
+    return written
+
+
+def _save_each(results: Results, params: Optional[Sequence[str]], save, Figure) -> None:
 
     fig = Figure(figsize=(7, 4.5))
     plot_history(results, fig.add_subplot())
@@ -231,5 +269,4 @@ def save_plots(results: Results, prefix: str, dpi: Optional[int] = 120) -> list[
         fig.tight_layout()
         save(fig, "curves")
     if results.space.ndim:
-        save(plot_params(results, Figure()), "params")
-    return written
+        save(plot_params(results, Figure(), names=params), "params")

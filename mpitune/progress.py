@@ -79,7 +79,7 @@ class Progress:
                 parts.append(f"{counts[code]} {STATES[code]}")
         best = self.best()
         parts.append("best: none yet" if best is None else
-                     f"best {best[1]:.6g} (trial {best[0]}: {format_params(best[2])})")
+                     f"best {best[1] + 0.0:.6g} (trial {best[0]}: {format_params(best[2])})")
         parts.append(f"{rate:.1f} trials/s")
         parts.append(f"elapsed {_clock(now - self.started)}")
         return " | ".join(parts)
@@ -109,8 +109,8 @@ class Progress:
             f"{counts[TIMEOUT]} timed out, {counts[INTERRUPTED]} to re-run) in "
             f"{_clock(elapsed)}; results in {path}")
         best = self.best()
-        if best is not None:
-            log(f"best value {best[1]:.10g} at trial {best[0]}: {format_params(best[2])}")
+        if best is not None:  # + 0.0: a best of -0.0 prints as 0, not -0
+            log(f"best value {best[1] + 0.0:.10g} at trial {best[0]}: {format_params(best[2])}")
         elif t.n_finished:
             log(f"warning: no trial completed; see the errors with: python -m mpitune show "
                 f"{path}")

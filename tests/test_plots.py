@@ -181,3 +181,43 @@ def test_plot_of_a_missing_file_is_one_line(tmp_path):
     assert res.returncode == 3
     lines = error_lines(res.stderr)
     assert len(lines) == 1 and "none.h5" in lines[0], res.stderr
+
+
+def test_params_named_or_at_most_max_panels(searched, tmp_path):
+    """A wide search (600 parameters made a 1440 x 76,800 pixel figure in a minute) draws
+    the first ``max_panels`` and says so; ``names`` / ``--params`` choose the panels."""
+    _, path, r = searched
+    fig = plots.plot_params(r, Figure(), max_panels=2)
+    assert [ax.get_xlabel() for ax in fig.get_axes()] == r.space.names[:2]
+    assert fig._suptitle.get_text() == f"2 of {r.space.ndim} parameters"
+    fig = plots.plot_params(r, Figure(), names=["momentum", "lr"])
+    assert [ax.get_xlabel() for ax in fig.get_axes()] == ["momentum", "lr"]
+    with pytest.raises(ValueError, match="no parameter 'nope'"):
+        plots.plot_params(r, Figure(), names=["lr", "nope"])
+    prefix = str(tmp_path / "some")
+    res = run_mpi(None, ["plot", path, "--prefix", prefix, "--params", "opt,n"])
+    assert res.returncode == 0, res.describe()
+    res = run_mpi(None, ["plot", path, "--prefix", str(tmp_path / "bad"), "--params", "x"])
+    assert res.returncode == 2
+    assert error_lines(res.stderr) == [
+        f"mpitune: error: mpitune plot --params: no parameter 'x' in this search "
+        f"(parameters: {', '.join(r.space.names)})"], res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "some-curves.png", "some-history.png", "some-params.png"]
+
+
+def test_failed_trials_only_and_names_the_font_lacks_plot_without_warnings(tmp_path):
+    """Only failed trials, with curves: the curves' legend says "failed" (matplotlib
+    warned that it had nothing to put in a legend). A parameter named in a script the
+    font lacks is drawn as boxes, without a warning per glyph and figure."""
+    spec = write_spec(tmp_path, "from mpitune import Real\nspace = {'数x': Real(0.0, 1.0)}\n"
+                                "def objective(params, trial):\n    trial.report(0, 1.0)\n"
+                                "    raise ValueError('no')\n")
+    res = run_mpi(None, [spec, "--max-trials", 3, "--storage", "f.h5"], cwd=tmp_path)
+    assert res.returncode == 0, res.describe()
+    res = run_mpi(None, ["plot", str(tmp_path / "f.h5")])
+    assert res.returncode == 0 and res.stderr == "", res.describe()
+    assert len(res.stdout.split()) == 3
+    r = mpitune.load(str(tmp_path / "f.h5"))
+    ax = plots.plot_curves(r, Figure().add_subplot())
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["failed"]
