@@ -46,9 +46,8 @@ def plain_value(value: Any) -> Any:
         return type(value)(plain_value(v) for v in value)
     if isinstance(value, dict):
         return {k: plain_value(v) for k, v in value.items()}
-    item = getattr(value, "item", None)
-    if type(value).__module__ == "numpy" and callable(item) and getattr(value, "ndim", 1) == 0:
-        return item()
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        return value.item()  # a numpy scalar or 0-d array (numpy is not imported here)
     return value
 
 

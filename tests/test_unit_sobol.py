@@ -1,8 +1,6 @@
 """The Sobol' generator (samplers/_sobol.py): scipy's sequence, its scramble's balance,
-direct access by index, and a start-up design that does not import scipy.stats."""
-
-import subprocess
-import sys
+and direct access by index (that the start-up design imports no scipy.stats: see
+test_unit_samplers.py)."""
 
 import numpy as np
 import pytest
@@ -58,22 +56,3 @@ def test_the_sequence_ends_after_2_to_the_bits_points():
     with pytest.raises(ValueError, match="2\\^30"):
         s.points(2 ** BITS - 1, 2)
 
-
-def test_the_first_batch_of_the_default_samplers_imports_no_scipy_stats():
-    """The reason for our own generator: scipy.stats costs rank 0 over a second at every
-    start. The start-up design of auto (GP), tpe and sobol must not import it."""
-    code = ("import sys; import numpy as np\n"
-            "from mpitune.samplers import make_sampler\n"
-            "from mpitune.samplers._base import History\n"
-            "from mpitune.space import Integer, Real, Space\n"
-            "space = Space({'x': Real(0, 1), 'k': Integer(1, 9)})\n"
-            "for name in ('auto', 'gp', 'tpe', 'sobol'):\n"
-            "    s = make_sampler(name); s.bind(space, 3, budget=100)\n"
-            "    h = History(space, x=np.empty((0, 2)), loss=np.empty(0), "
-            "pending=np.empty((0, 2)))\n"
-            "    assert s.suggest(8, h).shape == (8, 2)\n"
-            "print(sorted(m for m in sys.modules if m.startswith('scipy.stats')))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]", out.stdout
