@@ -253,20 +253,15 @@ def save_plots(results: Results, prefix: str, dpi: Optional[int] = 120,
         # names in scripts the font lacks (CJK) are drawn as boxes; a warning per glyph
         # and figure says only that
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-        _save_each(results, params, save, Figure)
-    return written
-
-
-def _save_each(results: Results, params: Optional[Sequence[str]], save, Figure) -> None:
-
-    fig = Figure(figsize=(7, 4.5))
-    plot_history(results, fig.add_subplot())
-    fig.tight_layout()
-    save(fig, "history")
-    if len(results.curves["trial"]):
         fig = Figure(figsize=(7, 4.5))
-        plot_curves(results, fig.add_subplot())
+        plot_history(results, fig.add_subplot())
         fig.tight_layout()
-        save(fig, "curves")
-    if results.space.ndim:
-        save(plot_params(results, Figure(), names=params), "params")
+        save(fig, "history")
+        if len(results.curves["trial"]):
+            fig = Figure(figsize=(7, 4.5))
+            plot_curves(results, fig.add_subplot())
+            fig.tight_layout()
+            save(fig, "curves")
+        if results.space.ndim:
+            save(plot_params(results, Figure(), names=params), "params")
+    return written

@@ -73,11 +73,11 @@ def param_columns(space: Space, unit: np.ndarray) -> dict[str, np.ndarray]:
             col = col.astype(np.float64 if dim.when else np.int64)
         elif isinstance(dim, Categorical):
             kind = dim.column_kind
-            if kind in ("str", "json"):
+            if kind == "json":
                 texts = np.empty(dim.size, dtype=object)
-                texts[:] = [c if kind == "str" else json.dumps(c) for c in dim.choices]
+                texts[:] = [json.dumps(c) for c in dim.choices]
                 col = texts[dim.index(np.nan_to_num(unit[:, j]))]
-            else:
+            elif kind != "str":  # text choices: col already holds them, as objects
                 col = col.astype(np.float64 if dim.when else
                                  {"int": np.int64, "float": np.float64, "bool": np.bool_}[kind])
         if dim.when:

@@ -545,15 +545,12 @@ class Categorical(Dimension):
 
 
 def _json_key(value: Any) -> str | None:
+    """JSON text that tells apart what ``==`` does not (True, 1 and 1.0), or None for a
+    value that has none."""
     try:
         return json.dumps(value, sort_keys=True)
     except (TypeError, ValueError):
         return None
-
-
-def _canonical(value: Any) -> str:
-    """JSON text that tells apart what ``==`` does not: True, 1 and 1.0."""
-    return json.dumps(value, sort_keys=True)
 
 
 def _when_repr(dim: Dimension) -> str:
@@ -775,7 +772,7 @@ class Space:
                     problems.append(f"'{name}' was removed")
                 elif name not in sa:
                     problems.append(f"'{name}' was added")
-                elif _canonical(sa[name]) != _canonical(sb[name]):  # True == 1 == 1.0
+                elif _json_key(sa[name]) != _json_key(sb[name]):  # True == 1 == 1.0
                     problems.append(f"'{name}' changed from {sa[name]} to {sb[name]}")
         if not problems and self.names != other.names:
             problems.append(f"the order of parameters changed from {self.names} to "
