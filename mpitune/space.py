@@ -710,6 +710,19 @@ class Space:
                 out[:, j] = dim.snap(out[:, j])
         return out
 
+    def canonical(self, unit):
+        """Each unit value moved to the unit value of the user value it stands for (reals
+        too, through :func:`tidy`); nan stays nan. Two rows are the same configuration
+        exactly when their canonical rows are equal: ``0.3`` written in a configuration
+        and a grid's ``0.30000000000000004`` are."""
+        import numpy as np
+
+        out = np.array(unit, dtype=float, copy=True)
+        for j, dim in enumerate(self.dims):
+            ok = ~np.isnan(out[:, j])
+            out[ok, j] = dim._centre(np.clip(out[ok, j], 0.0, 1.0))
+        return out
+
     def columns(self, unit) -> list:
         """Map an ``(n, d)`` unit array to one numpy array of user values per dimension.
 

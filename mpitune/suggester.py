@@ -52,7 +52,7 @@ class Suggester:
         self.rerun: deque[int] = deque(np.flatnonzero(table.state.data == INTERRUPTED))
         # explicit configurations as unit rows, checked by configs_to_unit
         self.configs = np.empty((0, space.ndim)) if configs is None else configs
-        self.configs_todo = configs_not_run(self.configs, table.unit.data[:table.n])
+        self.configs_todo = configs_not_run(self.configs, table.unit.data[:table.n], space)
         self.fidelity = fidelity  # a pruner that says which losses the sampler models (BOHB)
         self.trial_seconds: float | None = None  # mean trial duration, from the master
         self.n_fallback = 0  # points that came from the stand-in
@@ -227,13 +227,19 @@ def left_to_run(end: dict, n_trials: int) -> int:
     return max(0, min(int(end["left"]), int(end["trials"]) - n_trials))
 
 
-def configs_not_run(configs: np.ndarray, unit: np.ndarray) -> np.ndarray:
+def configs_not_run(configs: np.ndarray, unit: np.ndarray, space: Space | None = None
+                    ) -> np.ndarray:
     """The rows of ``configs`` that the trials ``unit`` (the results file's) do not hold
-    yet, in their order; a configuration listed twice runs twice, less the times it ran."""
+    yet, in their order; a configuration listed twice runs twice, less the times it ran.
+    With ``space``, rows are compared as configurations (:meth:`Space.canonical`): a
+    configuration ``x = 0.3`` added on resume is held by a grid's trial of ``0.3``,
+    whose unit value is some ulps away."""
     if not len(configs) or not len(unit):
         return configs
 
     def keys(rows: np.ndarray) -> list[bytes]:
+        if space is not None:
+            rows = space.canonical(rows)
         rows = np.where(np.isnan(rows), np.nan, rows + 0.0)  # one nan, no -0.0
         return [row.tobytes() for row in rows]
 

@@ -310,7 +310,8 @@ def test_explicit_configs_on_the_grid_are_its_points_and_none_runs_twice(tmp_pat
     grid points and count as those: 6 trials, each configuration once (it used to be 8,
     and ('a', 2) and ('a', 3) ran twice as the grid cycled). With a real on the grid, a
     configuration at the top of its range or at a grid value is that grid point, and one off
-    the grid runs in addition: 7 trials."""
+    the grid runs in addition: 11 trials; a configuration added on resume is matched to the
+    grid's trials the same way."""
     spec = write_spec(tmp_path, '''
         from mpitune import Categorical, Integer
 
@@ -349,6 +350,15 @@ def test_explicit_configs_on_the_grid_are_its_points_and_none_runs_twice(tmp_pat
     assert rows[:3] == [("a", 0.9), ("b", 0.45), ("a", 0.3)] and len(rows) == 11
     grid = {(c, x) for c in "ab" for x in (0.0, 0.225, 0.45, 0.675, 0.9)}
     assert len(set(rows)) == 11 and set(rows) == grid | {("a", 0.3)}
+    # the grid's top ran as the largest unit value below 1; written in a configuration
+    # added on resume it is unit 1, and the same configuration: it does not run again
+    more = json.dumps([{"c": "a", "x": 0.9}, {"c": "b", "x": 0.45}, {"c": "a", "x": 0.3},
+                       {"c": "b", "x": 0.9}])
+    res = run(3, [spec, "--storage", "reals.h5", "--max-trials", 100, "--configs", more])
+    assert res.returncode == 0, res.describe()
+    assert "0 of 4 explicit configurations to run first (4 already in the file)" \
+        in res.stdout, res.describe()
+    assert len(mpitune.load(str(tmp_path / "reals.h5"))) == 11
 
 
 def test_auto_says_what_it_picked(tmp_path, run):

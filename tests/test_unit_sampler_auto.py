@@ -30,6 +30,7 @@ COND = Space({"c": Categorical(["x", "y"]), "n": Integer(1, 4, when={"c": "x"})}
     (Space({f"x{i}": Real(0, 1) for i in range(40)} | {"c": Categorical([1, 2])}), 200,
      "tpe"),
     (Space({"k": 3}), 10, "random"),
+    (CONT, 0, "random"),  # max_trials = 0: no model to fit, nothing to say about one
 ])
 def test_choice(space, budget, name):
     got, why = choose(space, budget)

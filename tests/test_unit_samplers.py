@@ -470,3 +470,21 @@ def test_configs_not_run_matches_rows_with_inactive_coordinates_and_counts_repea
     np.testing.assert_array_equal(configs_not_run(configs, held), configs[[2, 4]])
     np.testing.assert_array_equal(configs_not_run(configs, held[:0]), configs)
     assert configs_not_run(configs[:0], held).shape == (0, 2)
+
+
+def test_configs_not_run_knows_a_grid_value_from_the_same_value_written_in_a_config():
+    from mpitune.space import Real, Space
+    from mpitune.suggester import configs_not_run
+
+    space = Space({"x": Real(0.0, 1.0), "lr": Real(1e-4, 1.0, log=True)})
+    x, lr = space.dims
+    # a grid's 0.3 and 1e-3 (0.30000000000000004, 0.0010000000000000002) and its top (the
+    # largest float below 1, as samplers propose [0, 1))
+    held = np.array([[x.to_unit(np.linspace(0.0, 1.0, 11))[3],
+                      lr.to_unit(np.geomspace(1e-4, 1.0, 5))[1]],
+                     [np.nextafter(1.0, 0.0), np.nextafter(1.0, 0.0)], [0.5, 0.5]])
+    configs = space.to_unit([{"x": 0.3, "lr": 1e-3}, {"x": 1.0, "lr": 1.0},
+                             {"x": 0.35, "lr": 1e-4}])
+    assert not np.any(np.all(configs[:2, None] == held[None], axis=2))  # not equal bits
+    np.testing.assert_array_equal(configs_not_run(configs, held, space), configs[[2]])
+    np.testing.assert_array_equal(configs_not_run(configs, held), configs)

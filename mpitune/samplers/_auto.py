@@ -35,6 +35,8 @@ def choose(space, budget: Optional[int]) -> tuple[str, str]:
     n = grid_size(space)
     if d == 0:
         return "random", "no searched parameters"
+    if budget == 0:
+        return "random", "a budget of 0 trials: nothing to propose"
     if n is not None and budget is not None and n <= budget:
         return "grid", f"the space has only {n} configurations, at most the budget of {budget}"
     kinds = sorted({type(dim).__name__ for dim in space.dims})
