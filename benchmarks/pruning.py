@@ -11,9 +11,10 @@ instead (slower here: every report locks and appends to the file).
 
 A second group of runs measures **the pruning rules alone** (``--alone-sampler sobol``, the
 default; ``''`` skips it): ``none``, ``median``, ``asha`` and ``hyperband`` with mpitune's
-``sobol`` sampler, and Optuna's pruners with its QMC (Sobol') sampler, so that every run of
-the group tries the same kind of configurations and only the early stopping differs (the
-setting of the ASHA paper, whose claim the issue's first target restates). Each group's
+``sobol`` sampler, and Optuna's pruners with a sampler that gives Optuna's trial *i*
+mpitune's configuration *i*, so that every run of the group tries the same configurations
+in the same order and only the early stopping differs (the setting of the ASHA paper,
+whose claim the issue's first target restates). Each group's
 target is its own no-pruning run. With a model-based sampler the no-pruning run already
 converges on the synthetic task, and under ASHA that sampler sees mostly short trials, so
 there ASHA does not reach the unpruned run within a third of its worker-seconds: the first
@@ -418,12 +419,50 @@ def _asktell_worker(conn, task_name: str) -> None:
     conn.close()
 
 
-def _optuna_sampler(name: str, seed: int):
+SAMPLER_LABELS = {"same": "mpitune's Sobol' configurations"}
+
+
+def mpitune_configurations(task: str, seed: int, n: int) -> list:
+    """The first ``n`` configurations of mpitune's ``sobol`` sampler with ``seed`` on the
+    task's space, in trial order: what ``--sampler sobol --seed S`` runs."""
+    from mpitune.samplers import History
+    from mpitune.samplers._qmc import SobolSampler
+    from mpitune.space import Space
+
+    space = Space(mpitune_space(task))
+    d = space.ndim
+    start = History(space, x=np.empty((0, d)), loss=np.empty(0), state=np.empty(0, np.uint8),
+                    pending=np.empty((0, d)), n_total=0)
+    return space.params(space.mask(SobolSampler(seed).suggest(n, start)))
+
+
+def _optuna_sampler(name: str, seed: int, task: str = "synthetic"):
     import optuna
 
     if name == "qmc":
         return optuna.samplers.QMCSampler(qmc_type="sobol", seed=seed)
+    if name == "same":
+        return _same_configurations(mpitune_configurations(task, seed, 1 << 15))
     return optuna.samplers.TPESampler(seed=seed)
+
+
+def _same_configurations(configs: list):
+    """An Optuna sampler that gives trial ``i`` mpitune's ``sobol`` configuration ``i``:
+    Optuna's pruners then see the configurations mpitune's do, in the same order, and the
+    comparison is of the pruning rules alone. Past the list it wraps around."""
+    import optuna
+
+    class SameConfigurations(optuna.samplers.BaseSampler):
+        def infer_relative_search_space(self, study, trial):
+            return {}
+
+        def sample_relative(self, study, trial, search_space):
+            return {}
+
+        def sample_independent(self, study, trial, name, distribution):
+            return configs[trial.number % len(configs)][name]
+
+    return SameConfigurations()
 
 
 def _asktell_server(task: Task, pruner_name: str, conns: list, seed: int,
@@ -435,7 +474,8 @@ def _asktell_server(task: Task, pruner_name: str, conns: list, seed: int,
 
     import optuna
 
-    study = optuna.create_study(direction=task.direction, sampler=_optuna_sampler(sampler, seed),
+    study = optuna.create_study(direction=task.direction,
+                                sampler=_optuna_sampler(sampler, seed, task.name),
                                 pruner=_optuna_pruner(task, pruner_name))
     deadline = time.time() + seconds
     live: dict = {}
@@ -488,7 +528,8 @@ def _journal_worker(task_name: str, pruner_name: str, storage_path: str, seed: i
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     task = TASKS[task_name]
-    study = optuna.load_study(study_name="bench", sampler=_optuna_sampler(sampler, seed),
+    study = optuna.load_study(study_name="bench",
+                              sampler=_optuna_sampler(sampler, seed, task_name),
                               pruner=_optuna_pruner(task, pruner_name),
                               storage=JournalStorage(JournalFileBackend(storage_path)))
 
@@ -518,7 +559,7 @@ def run_optuna(args, task: Task, pruner_name: str, workdir: str, sampler: str = 
     seconds = task.budget / args.workers * 1.1 + 1.0
     ctx = multiprocessing.get_context("fork")
     label = {"sha": "SuccessiveHalving", "hyperband": "Hyperband"}[pruner_name]
-    label = f"{sampler.upper()} + {label}"
+    label = f"{SAMPLER_LABELS.get(sampler, sampler.upper())} + {label}"
     t0 = time.perf_counter()
     if args.optuna_storage == "asktell":
         pipes = [ctx.Pipe() for _ in range(args.workers)]
@@ -595,17 +636,19 @@ class Group:
 
 def groups_of(args, pruners: list, have_optuna: bool) -> list:
     """The default group (mpitune's default sampler or ``--sampler``, Optuna's TPE), and
-    unless ``--alone-sampler ''``, the pruning rules alone: every run on the same kind of
-    configurations (Sobol' points: mpitune's sobol, Optuna's QMC), as in the ASHA paper."""
+    unless ``--alone-sampler ''``, the pruning rules alone: every run on the same
+    configurations (mpitune's sobol sampler's, which Optuna's runs are given too), as in
+    the ASHA paper."""
     optuna = [x for x in args.optuna_samplers.split(",") if x] if have_optuna else []
     out = [Group(f"sampler {args.sampler or 'auto (the default)'}; Optuna with "
                  f"{', '.join(x.upper() for x in optuna) or '-'}", args.sampler, pruners,
                  optuna)]
     if args.alone_sampler and args.alone_sampler != args.sampler:
         alone = [x for x in args.alone_pruners.split(",") if x]
+        same = have_optuna and args.alone_sampler == "sobol"
         out.append(Group(f"the pruning rules alone: mpitune's {args.alone_sampler} sampler"
-                         + ("; Optuna's QMC (Sobol') sampler" if have_optuna else ""),
-                         args.alone_sampler, alone, ["qmc"] if have_optuna else []))
+                         + ("; Optuna trial i runs mpitune's configuration i" if same
+                            else ""), args.alone_sampler, alone, ["same"] if same else []))
     return out
 
 
@@ -785,9 +828,9 @@ def main() -> int:
     p.add_argument("--sampler", default=None,
                    help="mpitune's sampler for every run (default: the spec's, i.e. auto)")
     p.add_argument("--alone-sampler", default="sobol",
-                   help="also run --alone-pruners with this sampler, and Optuna's pruners "
-                        "with its QMC (Sobol') sampler: the pruning rules alone, every run on "
-                        "the same kind of configurations ('' to skip)")
+                   help="also run --alone-pruners with this sampler and, for sobol, "
+                        "Optuna's pruners on the same configurations: the pruning rules "
+                        "alone ('' to skip)")
     p.add_argument("--alone-pruners", default="none,median,asha,hyperband")
     p.add_argument("--no-optuna", action="store_true", help="skip the Optuna rows")
     p.add_argument("--optuna-samplers", default="tpe",

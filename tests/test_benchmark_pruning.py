@@ -1,6 +1,7 @@
-"""A tiny run of benchmarks/pruning.py's measurement under mpiexec: the trials that the
+"""benchmarks/pruning.py: a tiny run of its measurement under mpiexec (the trials that the
 run's --max-time interrupts are in the results file without times, and must not turn the
-worker-seconds and the best value within the budget into nan."""
+worker-seconds and the best value within the budget into nan; the configurations it gives
+Optuna to compare the pruning rules alone are those the mpitune run ran)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,15 @@ def test_interrupted_trials_do_not_spoil_the_measurement(tmp_path):
     s = bench.summarise(run, task, None)
     assert math.isfinite(s["worker_s"]) and s["worker_s"] > 0.4 * task.budget
     assert math.isfinite(s["best"]) and s["best"] <= 1.0
+    first = bench.mpitune_configurations("synthetic", 1, 8)
+    assert [{k: stored[k][i] for k in first[0]} for i in range(8)] == first
+
+
+def test_optuna_is_given_the_configurations_of_mpitune():
+    optuna = pytest.importorskip("optuna")
+    import pruning as bench
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=bench._optuna_sampler("same", 3, "digits"))
+    got = [bench.optuna_params("digits", study.ask()) for _ in range(5)]
+    assert got == bench.mpitune_configurations("digits", 3, 5)
