@@ -46,8 +46,8 @@ The objective of every mpitune run also times each of its own ``trial.report`` c
 ``observe`` sleeps 2 ms per batch, far slower than the batches arrive) to show that a
 worker never waits for rank 0 inside ``trial.report``.
 
-    python benchmarks/pruning.py                     # about 8 minutes on 2 cores
-    python benchmarks/pruning.py --quick             # a smoke run, about 3 minutes
+    python benchmarks/pruning.py                     # about 15 minutes on 2 cores
+    python benchmarks/pruning.py --quick             # a smoke run, about 6 minutes
     python benchmarks/pruning.py --tasks synthetic --no-optuna
     python benchmarks/pruning.py --seeds 1,2,3       # and a summary over the seeds
 
@@ -589,7 +589,8 @@ def run_optuna(args, task: Task, pruner_name: str, workdir: str, sampler: str = 
         optuna.create_study(study_name="bench", storage=JournalStorage(JournalFileBackend(path)),
                             direction=task.direction)
         procs = [ctx.Process(target=_journal_worker,
-                             args=(task.name, pruner_name, path, args.seed + i, seconds,
+                             args=(task.name, pruner_name, path,
+                                   args.seed + (i if sampler != "same" else 0), seconds,
                                    sampler))
                  for i in range(args.workers)]
         for p in procs:
@@ -797,7 +798,8 @@ def summary(per_seed: list, tasks: list, table: Callable) -> dict:
                          else "> 1", f"{one['within_third']}/{len(xs)}",
                          f"{one['within_w']}/{len(xs)}"])
         print(f"\n{task.name} over {len(per_seed)} seeds ({task.direction}; W = "
-              f"{task.budget:g} worker-seconds; target per seed = best of 'mpitune none')")
+              f"{task.budget:g} worker-seconds; target per seed = best of the group's "
+              f"'mpitune none')")
         print(table(["method", "median best @W", "median ws->target /W", "<= W/3", "<= W"],
                     rows))
     return out
