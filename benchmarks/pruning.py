@@ -310,6 +310,12 @@ def summarise(run: Run, task: Task, target: Optional[float]) -> dict:
     return out
 
 
+def mpitune_method(pruner: str, sampler: Optional[str]) -> str:
+    """How the tables name an mpitune run: ``mpitune asha [sobol]``, or without the sampler
+    when it is the default."""
+    return f"mpitune {pruner}" + (f" [{sampler}]" if sampler else "")
+
+
 def run_mpitune(args, task: Task, pruner: str, workdir: str, busy: float = 0.0,
                 sampler: Optional[str] = None) -> Run:
     """One mpitune search under mpiexec with ``pruner`` and ``sampler`` (None: the spec's
@@ -365,8 +371,7 @@ def run_mpitune(args, task: Task, pruner: str, workdir: str, busy: float = 0.0,
     # the trials that --max-time interrupted (at most one per worker, at the end) have no
     # times: the file keeps them to run again on resume
     timed = np.isfinite(r["t_start"]) & np.isfinite(r["t_end"])
-    method = f"mpitune {pruner}" + (f" [{sampler}]" if sampler else "") \
-        + (" (rank 0 saturated)" if busy else "")
+    method = mpitune_method(pruner, sampler) + (" (rank 0 saturated)" if busy else "")
     return Run(task.name, method,
                r["state"][timed], r["value"][timed], r["t_start"][timed], r["t_end"][timed],
                wall,
@@ -430,9 +435,7 @@ def mpitune_configurations(task: str, seed: int, n: int) -> list:
     from mpitune.space import Space
 
     space = Space(mpitune_space(task))
-    d = space.ndim
-    start = History(space, x=np.empty((0, d)), loss=np.empty(0), state=np.empty(0, np.uint8),
-                    pending=np.empty((0, d)), n_total=0)
+    start = History(space, n_total=0)  # the sequence's start; sobol reads nothing else
     return space.params(space.mask(SobolSampler(seed).suggest(n, start)))
 
 
@@ -632,7 +635,7 @@ class Group:
     optuna_samplers: list
 
     def base(self) -> str:
-        return "mpitune none" + (f" [{self.sampler}]" if self.sampler else "")
+        return mpitune_method("none", self.sampler)
 
 
 def groups_of(args, pruners: list, have_optuna: bool) -> list:
@@ -657,7 +660,7 @@ def target_lines(task: Task, group: Group, numbers: list) -> list:
     """The issue's two targets, in words, for one group's runs."""
     out = []
     asha = next((x for x in numbers
-                 if x["method"] == group.base().replace("none", "asha", 1)), None)
+                 if x["method"] == mpitune_method("asha", group.sampler)), None)
     if asha is not None:
         ratio = asha["ws_to_target"] / task.budget
         out.append(f"ASHA reached the no-pruning final quality with {fmt(ratio, '.2f')} of "

@@ -240,6 +240,12 @@ class Dimension:
     def snap(self, u):
         """Move unit values to the unit value of the user value they map to (the centre of
         their cell for integers and choices; reals are unchanged); nan stays nan."""
+        return self.canonical(u)
+
+    def canonical(self, u):
+        """Unit values moved to the unit value of the user value they stand for, reals
+        included (a real's through :func:`tidy`); nan stays nan. Equal results are the
+        same user value."""
         import numpy as np
 
         u = np.asarray(u, dtype=float)
@@ -711,16 +717,14 @@ class Space:
         return out
 
     def canonical(self, unit):
-        """Each unit value moved to the unit value of the user value it stands for (reals
-        too, through :func:`tidy`); nan stays nan. Two rows are the same configuration
-        exactly when their canonical rows are equal: ``0.3`` written in a configuration
-        and a grid's ``0.30000000000000004`` are."""
+        """:meth:`Dimension.canonical` column by column: two rows are the same
+        configuration exactly when their canonical rows are equal (``0.3`` written in a
+        configuration and a grid's ``0.30000000000000004`` are)."""
         import numpy as np
 
         out = np.array(unit, dtype=float, copy=True)
         for j, dim in enumerate(self.dims):
-            ok = ~np.isnan(out[:, j])
-            out[ok, j] = dim._centre(np.clip(out[ok, j], 0.0, 1.0))
+            out[:, j] = dim.canonical(out[:, j])
         return out
 
     def columns(self, unit) -> list:
